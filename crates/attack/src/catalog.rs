@@ -3,6 +3,7 @@
 use std::sync::OnceLock;
 
 use crate::id::TechniqueId;
+use crate::text::fold;
 
 /// The generated table; see `scripts/gen-attack-catalog.py` for its format.
 const ENTERPRISE_TSV: &str = include_str!("../data/enterprise-attack.tsv");
@@ -127,9 +128,9 @@ impl Catalog {
         }
         let matches = |t: &&Technique| {
             fold(t.name) == wanted
-                || t.parent().and_then(|p| self.get(&p)).is_some_and(|p| {
-                    fold(&format!("{}: {}", p.name, t.name)) == wanted
-                })
+                || t.parent()
+                    .and_then(|p| self.get(&p))
+                    .is_some_and(|p| fold(&format!("{}: {}", p.name, t.name)) == wanted)
         };
         let mut found = self.techniques.iter().filter(matches);
         let first = found.next()?;
@@ -153,7 +154,9 @@ impl Catalog {
             return None;
         }
         self.tactics.iter().find(|t| {
-            fold(t.name) == wanted || fold(t.shortname) == wanted || t.id.eq_ignore_ascii_case(name.trim())
+            fold(t.name) == wanted
+                || fold(t.shortname) == wanted
+                || t.id.eq_ignore_ascii_case(name.trim())
         })
     }
 
@@ -233,23 +236,6 @@ impl Catalog {
     }
 }
 
-/// Lower-case alphanumeric words joined by single spaces, `&` read as `and`, for
-/// forgiving name comparison.
-fn fold(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for word in s
-        .replace('&', " and ")
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(&word.to_lowercase());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,11 +291,22 @@ mod tests {
             let pos: Vec<usize> = t
                 .tactics
                 .iter()
-                .map(|x| cat.tactics().iter().position(|y| y == x).expect("known tactic"))
+                .map(|x| {
+                    cat.tactics()
+                        .iter()
+                        .position(|y| y == x)
+                        .expect("known tactic")
+                })
                 .collect();
-            assert!(pos.windows(2).all(|w| w[0] < w[1]), "{} tactics out of order", t.id);
+            assert!(
+                pos.windows(2).all(|w| w[0] < w[1]),
+                "{} tactics out of order",
+                t.id
+            );
             if t.revoked {
-                let by = t.revoked_by.expect("revoked technique names its replacement");
+                let by = t
+                    .revoked_by
+                    .expect("revoked technique names its replacement");
                 assert!(cat.get(&by).is_some(), "{} revoked by unknown {by}", t.id);
             } else {
                 assert_eq!(t.revoked_by, None, "{}", t.id);
@@ -322,7 +319,10 @@ mod tests {
         let cat = Catalog::enterprise();
         let t1190 = cat.get(&tid("T1190")).expect("T1190");
         assert_eq!(t1190.name, "Exploit Public-Facing Application");
-        assert_eq!(t1190.tactics.iter().map(|t| t.name).collect::<Vec<_>>(), ["Initial Access"]);
+        assert_eq!(
+            t1190.tactics.iter().map(|t| t.name).collect::<Vec<_>>(),
+            ["Initial Access"]
+        );
         assert!(t1190.is_active());
 
         let guessing = cat.get(&tid("T1110.001")).expect("T1110.001");
@@ -334,7 +334,10 @@ mod tests {
         let compressed = cat.get(&tid("T1002")).expect("T1002");
         assert!(compressed.revoked && !compressed.is_active());
         assert_eq!(compressed.revoked_by, Some(tid("T1560")));
-        assert_eq!(cat.resolve(&tid("T1002")).map(|t| t.name), Some("Archive Collected Data"));
+        assert_eq!(
+            cat.resolve(&tid("T1002")).map(|t| t.name),
+            Some("Archive Collected Data")
+        );
 
         let scripting = cat.get(&tid("T1064")).expect("T1064");
         assert!(scripting.deprecated && !scripting.revoked);
@@ -344,7 +347,12 @@ mod tests {
         let names: Vec<&str> = valid.tactics.iter().map(|t| t.name).collect();
         assert_eq!(
             names,
-            ["Initial Access", "Persistence", "Privilege Escalation", "Defense Evasion"]
+            [
+                "Initial Access",
+                "Persistence",
+                "Privilege Escalation",
+                "Defense Evasion"
+            ]
         );
 
         assert!(cat.get(&tid("T9999")).is_none());
@@ -369,11 +377,24 @@ mod tests {
         assert_eq!(ids.first(), Some(&"TA0043"));
         assert_eq!(ids.get(2), Some(&"TA0001"));
         assert_eq!(ids.last(), Some(&"TA0040"));
-        for name in ["Initial Access", "initial-access", "INITIAL_ACCESS", " initial access ", "TA0001", "ta0001"] {
+        for name in [
+            "Initial Access",
+            "initial-access",
+            "INITIAL_ACCESS",
+            " initial access ",
+            "TA0001",
+            "ta0001",
+        ] {
             assert_eq!(cat.tactic(name).map(|t| t.id), Some("TA0001"), "{name:?}");
         }
-        assert_eq!(cat.tactic("Command & Control").map(|t| t.id), Some("TA0011"));
-        assert_eq!(cat.tactic("command-and-control").map(|t| t.name), Some("Command and Control"));
+        assert_eq!(
+            cat.tactic("Command & Control").map(|t| t.id),
+            Some("TA0011")
+        );
+        assert_eq!(
+            cat.tactic("command-and-control").map(|t| t.name),
+            Some("Command and Control")
+        );
         for bad in ["", "N/A", "Initial", "Access"] {
             assert!(cat.tactic(bad).is_none(), "{bad:?}");
         }
@@ -383,8 +404,14 @@ mod tests {
     fn find_by_name_prefers_current_techniques() {
         let cat = Catalog::enterprise();
         let find = |n| cat.find_by_name(n).map(|t| t.id.to_string());
-        assert_eq!(find("exploit public-facing application").as_deref(), Some("T1190"));
-        assert_eq!(find("Brute Force: Password Guessing").as_deref(), Some("T1110.001"));
+        assert_eq!(
+            find("exploit public-facing application").as_deref(),
+            Some("T1190")
+        );
+        assert_eq!(
+            find("Brute Force: Password Guessing").as_deref(),
+            Some("T1110.001")
+        );
         // "Scheduled Task" exists as a current sub-technique and a revoked technique.
         let task = cat.find_by_name("Scheduled Task").expect("found");
         assert!(task.is_active(), "{}", task.id);

@@ -130,7 +130,10 @@ pub fn parse_technique_field(s: &str) -> Option<(TechniqueId, Option<String>)> {
 fn is_wrapping(c: char) -> bool {
     c.is_whitespace()
         || c.is_ascii_punctuation()
-        || matches!(c, '\u{2013}' | '\u{2014}' | '\u{2018}' | '\u{2019}' | '\u{201c}')
+        || matches!(
+            c,
+            '\u{2013}' | '\u{2014}' | '\u{2018}' | '\u{2019}' | '\u{201c}'
+        )
         || matches!(c, '\u{201d}' | '\u{2022}' | '\u{00b7}')
 }
 
@@ -168,7 +171,8 @@ fn split_id(s: &str) -> Result<(TechniqueId, &str), TechniqueIdError> {
 
     let after_prefix = if let Some(rest) = strip_prefix_ci(start, "technique") {
         // "Technique 1190", "Technique: T1190", "technique #1190".
-        let rest = rest.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '#' | '-'));
+        let rest =
+            rest.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '#' | '-'));
         strip_prefix_ci(rest, "t").unwrap_or(rest)
     } else if let Some(rest) = strip_prefix_ci(start, "t") {
         rest
@@ -249,7 +253,8 @@ fn name_after_id(rest: &str) -> Option<&str> {
             c.is_whitespace() || ".,;:\"'`*".contains(c) || matches!(c, '\u{201d}' | '\u{2019}')
         });
         let unbalanced = |open: char, close: char| {
-            trimmed.ends_with(close) && trimmed.matches(open).count() < trimmed.matches(close).count()
+            trimmed.ends_with(close)
+                && trimmed.matches(open).count() < trimmed.matches(close).count()
         };
         if unbalanced('(', ')') || unbalanced('[', ']') {
             name = &trimmed[..trimmed.len() - 1];
@@ -296,7 +301,11 @@ mod tests {
             ("T0001", id(1, None)),
         ];
         for (input, want) in cases {
-            assert_eq!(input.parse::<TechniqueId>().as_ref(), Ok(want), "input {input:?}");
+            assert_eq!(
+                input.parse::<TechniqueId>().as_ref(),
+                Ok(want),
+                "input {input:?}"
+            );
         }
     }
 
@@ -304,20 +313,48 @@ mod tests {
     fn rejects_garbage_with_typed_errors() {
         let empty = ["", "   ", "()", " ** ", "\"\""];
         for input in empty {
-            assert_eq!(input.parse::<TechniqueId>(), Err(TechniqueIdError::Empty), "{input:?}");
+            assert_eq!(
+                input.parse::<TechniqueId>(),
+                Err(TechniqueIdError::Empty),
+                "{input:?}"
+            );
         }
-        let missing = ["N/A", "N/A (N/A)", "none", "1190", "Exploit T1190", "T", "TA0001", "Technique", "X1190"];
+        let missing = [
+            "N/A",
+            "N/A (N/A)",
+            "none",
+            "1190",
+            "Exploit T1190",
+            "T",
+            "TA0001",
+            "Technique",
+            "X1190",
+        ];
         for input in missing {
             assert!(
-                matches!(input.parse::<TechniqueId>(), Err(TechniqueIdError::Missing { .. })),
+                matches!(
+                    input.parse::<TechniqueId>(),
+                    Err(TechniqueIdError::Missing { .. })
+                ),
                 "{input:?} gave {:?}",
                 input.parse::<TechniqueId>()
             );
         }
-        let malformed = ["T19", "T11900", "T1190abc", "T1059.1", "T1059.0001", "T1059.001x", "T1190_1"];
+        let malformed = [
+            "T19",
+            "T11900",
+            "T1190abc",
+            "T1059.1",
+            "T1059.0001",
+            "T1059.001x",
+            "T1190_1",
+        ];
         for input in malformed {
             assert!(
-                matches!(input.parse::<TechniqueId>(), Err(TechniqueIdError::Malformed { .. })),
+                matches!(
+                    input.parse::<TechniqueId>(),
+                    Err(TechniqueIdError::Malformed { .. })
+                ),
                 "{input:?} gave {:?}",
                 input.parse::<TechniqueId>()
             );
@@ -342,7 +379,12 @@ mod tests {
 
     #[test]
     fn orders_numerically_and_knows_its_parent() {
-        let mut ids = vec![id(1190, None), id(1059, Some(1)), id(1059, None), id(1003, Some(8))];
+        let mut ids = [
+            id(1190, None),
+            id(1059, Some(1)),
+            id(1059, None),
+            id(1003, Some(8)),
+        ];
         ids.sort();
         let shown: Vec<String> = ids.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["T1003.008", "T1059", "T1059.001", "T1190"]);
@@ -353,13 +395,20 @@ mod tests {
 
     #[test]
     fn field_helper_returns_name_as_written() {
-        let cases: &[(&str, Option<(TechniqueId, Option<&str>)>)] = &[
+        type Case<'a> = (&'a str, Option<(TechniqueId, Option<&'a str>)>);
+        let cases: &[Case] = &[
             (
                 "T1190 (Exploit Public-Facing Application)",
                 Some((id(1190, None), Some("Exploit Public-Facing Application"))),
             ),
-            (" T1059.001 - PowerShell", Some((id(1059, Some(1)), Some("PowerShell")))),
-            ("T1110 (Failed Login)", Some((id(1110, None), Some("Failed Login")))),
+            (
+                " T1059.001 - PowerShell",
+                Some((id(1059, Some(1)), Some("PowerShell"))),
+            ),
+            (
+                "T1110 (Failed Login)",
+                Some((id(1110, None), Some("Failed Login"))),
+            ),
             (
                 "T1059 (Process Creation \u{2014} Suspicious)",
                 Some((id(1059, None), Some("Process Creation \u{2014} Suspicious"))),
@@ -368,15 +417,30 @@ mod tests {
                 "T1037.001 (Logon Script (Windows))",
                 Some((id(1037, Some(1)), Some("Logon Script (Windows)"))),
             ),
-            ("T1046: Network Service Discovery.", Some((id(1046, None), Some("Network Service Discovery")))),
-            ("T1190 \u{2014} Exploit Public-Facing Application", Some((id(1190, None), Some("Exploit Public-Facing Application")))),
+            (
+                "T1046: Network Service Discovery.",
+                Some((id(1046, None), Some("Network Service Discovery"))),
+            ),
+            (
+                "T1190 \u{2014} Exploit Public-Facing Application",
+                Some((id(1190, None), Some("Exploit Public-Facing Application"))),
+            ),
             ("T1190 (unclosed", Some((id(1190, None), Some("unclosed")))),
             ("T1046", Some((id(1046, None), None))),
             ("T1046 ()", Some((id(1046, None), None))),
             ("[T1046]", Some((id(1046, None), None))),
-            ("**T1190** - Exploit Public-Facing Application.", Some((id(1190, None), Some("Exploit Public-Facing Application")))),
-            ("T1602.001 - SNMP (MIB Dump)", Some((id(1602, Some(1)), Some("SNMP (MIB Dump)")))),
-            ("(T1046 Network Service Discovery)", Some((id(1046, None), Some("Network Service Discovery")))),
+            (
+                "**T1190** - Exploit Public-Facing Application.",
+                Some((id(1190, None), Some("Exploit Public-Facing Application"))),
+            ),
+            (
+                "T1602.001 - SNMP (MIB Dump)",
+                Some((id(1602, Some(1)), Some("SNMP (MIB Dump)"))),
+            ),
+            (
+                "(T1046 Network Service Discovery)",
+                Some((id(1046, None), Some("Network Service Discovery"))),
+            ),
             ("N/A (N/A)", None),
             ("", None),
         ];
