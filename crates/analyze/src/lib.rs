@@ -1,0 +1,211 @@
+//! From one log entry (or a rendered burst of lines) to a [`Verdict`]: build the prompt
+//! around the neutralised log text, generate, read the answer tolerantly, and check the
+//! technique against the embedded ATT&CK catalog.
+
+use opensoc_attack::{parse_technique_field, Catalog, Taxonomy};
+use opensoc_model::{GenerateOptions, Generation, Model, ModelError, PrefixCache};
+use opensoc_verdict::prompt::{Prompt, INSTRUCTION, STOP_MARKERS};
+use opensoc_verdict::{parse_answer, Verdict};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error("{id}: {source}")]
+    Model {
+        id: String,
+        #[source]
+        source: ModelError,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct AnalyzerConfig {
+    pub max_new_tokens: usize,
+    /// Log text beyond this many tokens is cut in the middle, with a visible marker.
+    pub max_input_tokens: usize,
+    pub instruction: String,
+}
+
+impl Default for AnalyzerConfig {
+    fn default() -> Self {
+        AnalyzerConfig {
+            max_new_tokens: 256,
+            max_input_tokens: 1024,
+            instruction: INSTRUCTION.to_string(),
+        }
+    }
+}
+
+pub struct Analyzer {
+    model: Model,
+    config: AnalyzerConfig,
+    prefix: PrefixCache,
+    taxonomy: &'static Taxonomy,
+}
+
+/// Roughly the most bytes one token covers; text beyond `max_input_tokens` times this is
+/// cut before tokenizing, so a 10 MB line does not cost a 10 MB tokenization.
+const MAX_BYTES_PER_TOKEN: usize = 16;
+
+impl Analyzer {
+    /// Computes the key-value cache of the prompt text before the log entry once.
+    pub fn new(model: Model, config: AnalyzerConfig) -> Result<Self, ModelError> {
+        let prefix_text = Prompt::new(&config.instruction, "").prefix;
+        let prefix_ids = model.tokenizer.encode_prompt(&prefix_text)?;
+        let prefix = model.prefill_prefix(&prefix_ids)?;
+        Ok(Analyzer {
+            model,
+            config,
+            prefix,
+            taxonomy: Taxonomy::builtin(),
+        })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Shortens `text` in the middle to at most `max_input_tokens` tokens.
+    fn fit_input(&self, text: &str) -> Result<(String, Option<String>), ModelError> {
+        let max_tokens = self.config.max_input_tokens;
+        let max_bytes = max_tokens * MAX_BYTES_PER_TOKEN;
+        let mut cut_bytes = 0;
+        let mut text = if text.len() > max_bytes {
+            let head = floor_char_boundary(text, max_bytes / 2);
+            let tail = ceil_char_boundary(text, text.len() - max_bytes / 2);
+            cut_bytes = tail - head;
+            format!("{}{}", &text[..head], &text[tail..])
+        } else {
+            text.to_string()
+        };
+        let ids = self.model.tokenizer.encode(&text, false)?;
+        let mut cut_tokens = 0;
+        if ids.len() > max_tokens {
+            let half = max_tokens / 2;
+            let head = self.model.tokenizer.decode(&ids[..half])?;
+            let tail = self.model.tokenizer.decode(&ids[ids.len() - half..])?;
+            cut_tokens = ids.len() - 2 * half;
+            text = format!("{head}\n[... {cut_tokens} tokens cut ...]\n{tail}");
+        } else if cut_bytes > 0 {
+            let mid = floor_char_boundary(&text, text.len() / 2);
+            text = format!("{}\n[... {cut_bytes} bytes cut ...]\n{}", &text[..mid], &text[mid..]);
+        }
+        let warning = (cut_bytes > 0 || cut_tokens > 0).then(|| {
+            format!(
+                "input shortened in the middle to {} tokens ({cut_bytes} bytes and {cut_tokens} tokens cut)",
+                max_tokens
+            )
+        });
+        Ok((text, warning))
+    }
+
+    /// Analyses one entry. `id` names it in the verdict and in errors.
+    pub fn analyze(&self, id: &str, log_text: &str) -> Result<Verdict, AnalyzeError> {
+        let err = |source| AnalyzeError::Model {
+            id: id.to_string(),
+            source,
+        };
+        let (input, shortened) = self.fit_input(log_text).map_err(err)?;
+        let prompt = Prompt::new(&self.config.instruction, &input);
+        let ids = self.model.tokenizer.encode_prompt(&prompt.text()).map_err(err)?;
+        let opts = GenerateOptions {
+            max_new_tokens: self.config.max_new_tokens,
+            stop: STOP_MARKERS.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let generation = self.model.generate(&ids, &opts, Some(&self.prefix)).map_err(err)?;
+        let mut verdict = self.verdict(id, &input, &generation);
+        verdict.warnings.extend(shortened);
+        Ok(verdict)
+    }
+
+    fn verdict(&self, id: &str, input: &str, generation: &Generation) -> Verdict {
+        let raw = generation.text.trim_end().to_string();
+        let answer = parse_answer(&raw);
+        let mut v = Verdict::from_answer(id.to_string(), input.to_string(), raw, answer);
+        v.category = v
+            .threat_type
+            .as_deref()
+            .and_then(|t| self.taxonomy.category_of(t))
+            .map(str::to_string);
+        check_technique(&mut v);
+        v
+    }
+}
+
+/// Replaces the model's technique text with the catalog's ID and official name, or
+/// flags an ID that ATT&CK does not have.
+fn check_technique(v: &mut Verdict) {
+    let Some(written) = v.technique_id.clone() else {
+        return;
+    };
+    let field = match &v.technique_name {
+        Some(name) => format!("{written} ({name})"),
+        None => written.clone(),
+    };
+    let catalog = Catalog::enterprise();
+    match parse_technique_field(&field).and_then(|(tid, _)| catalog.get(&tid).map(|t| (tid, t))) {
+        Some((tid, technique)) => {
+            v.technique_id = Some(tid.to_string());
+            v.technique_name = Some(technique.name.to_string());
+            if technique.revoked || technique.deprecated {
+                v.warnings.push(format!(
+                    "technique {tid} is revoked or deprecated in ATT&CK {}",
+                    catalog.version()
+                ));
+            }
+        }
+        None => v.warnings.push(format!(
+            "technique {written} is not in ATT&CK Enterprise {}",
+            catalog.version()
+        )),
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
+    while i < s.len() && !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict_with(id: &str, name: Option<&str>) -> Verdict {
+        let mut v = Verdict::from_answer("x:1".into(), "".into(), "".into(), Default::default());
+        v.technique_id = Some(id.into());
+        v.technique_name = name.map(String::from);
+        v
+    }
+
+    #[test]
+    fn known_technique_gets_official_name() {
+        let mut v = verdict_with("T1110", Some("Failed Login"));
+        check_technique(&mut v);
+        assert_eq!(v.technique_name.as_deref(), Some("Brute Force"));
+        assert!(v.warnings.is_empty());
+    }
+
+    #[test]
+    fn invented_technique_is_flagged() {
+        let mut v = verdict_with("T1555.000000", None);
+        check_technique(&mut v);
+        assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+    }
+
+    #[test]
+    fn char_boundaries() {
+        let s = "aé€b";
+        assert_eq!(floor_char_boundary(s, 2), 1);
+        assert_eq!(ceil_char_boundary(s, 2), 3);
+    }
+}

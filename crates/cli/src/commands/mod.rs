@@ -1,0 +1,3 @@
+pub mod analyze;
+pub mod attack;
+pub mod models;

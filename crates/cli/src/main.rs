@@ -1,0 +1,73 @@
+//! `opensoc`: the command line. Each subcommand lives in `commands/`; this file only
+//! parses arguments, sets up logging and maps outcomes to exit codes.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Raw logs in, triaged threats out: a local LLM reads each log entry and returns threat
+/// type, MITRE ATT&CK technique and tactic, severity, risk score, evidence, impact and a
+/// recommendation. No data leaves the machine.
+#[derive(Parser)]
+#[command(name = "opensoc", version, propagate_version = true)]
+struct Cli {
+    /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", env = "OPENSOC_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse log entries and print one verdict per entry.
+    Analyze(commands::analyze::Args),
+    /// Fetch, list or locate models.
+    Models(commands::models::Args),
+    /// Look up MITRE ATT&CK techniques in the embedded catalog.
+    Attack(commands::attack::Args),
+}
+
+/// What a command reports back, mapped to the exit code.
+pub enum Outcome {
+    /// Everything was processed.
+    Ok,
+    /// Finished, but some input was skipped or some entries could not be analysed.
+    Partial,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    let result = match cli.command {
+        Command::Analyze(args) => commands::analyze::run(args),
+        Command::Models(args) => commands::models::run(args),
+        Command::Attack(args) => commands::attack::run(args),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Partial) => ExitCode::from(1),
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `opensoc analyze ... | head` closing the pipe is a normal end, not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

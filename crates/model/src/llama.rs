@@ -1,0 +1,290 @@
+//! The one Llama implementation: RMSNorm, rotary embeddings with the model's theta,
+//! grouped-query attention, SwiGLU, tied or untied output. Every projection is a
+//! [`Linear`] that can carry a LoRA update.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::LlamaConfig;
+use crate::error::{ModelError, Result};
+use crate::layers::{softmax_last_dim, Linear, RmsNorm, Rotary};
+use crate::weights::Weights;
+
+/// The seven projections of a block, by their Hugging Face / PEFT module names.
+pub const PROJECTIONS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(w: &mut Weights, cfg: &LlamaConfig, prefix: &str) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim);
+        let q_out = cfg.num_heads * hd;
+        let kv_out = cfg.num_kv_heads * hd;
+        // GGUF stores q and k for interleaved rotary; the loader restores the HF order.
+        let gguf = w.gguf().is_some();
+        let rot = |heads| gguf.then_some((heads, hd));
+        Ok(Attention {
+            q_proj: w.linear(&format!("{prefix}.q_proj.weight"), (q_out, h), rot(cfg.num_heads))?,
+            k_proj: w.linear(&format!("{prefix}.k_proj.weight"), (kv_out, h), rot(cfg.num_kv_heads))?,
+            v_proj: w.linear(&format!("{prefix}.v_proj.weight"), (kv_out, h), None)?,
+            o_proj: w.linear(&format!("{prefix}.o_proj.weight"), (h, q_out), None)?,
+            num_heads: cfg.num_heads,
+            num_kv_heads: cfg.num_kv_heads,
+            head_dim: hd,
+        })
+    }
+
+    fn forward(
+        &self,
+        xs: &Tensor,
+        rotary: &Rotary,
+        offset: usize,
+        cache: &mut Option<(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = xs.dims3()?;
+        let heads = |x: Tensor, n: usize| -> Result<Tensor> {
+            Ok(x.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?.contiguous()?)
+        };
+        let q = heads(self.q_proj.forward(xs)?, self.num_heads)?;
+        let k = heads(self.k_proj.forward(xs)?, self.num_kv_heads)?;
+        let v = heads(self.v_proj.forward(xs)?, self.num_kv_heads)?;
+        let q = rotary.apply(&q, offset)?;
+        let k = rotary.apply(&k, offset)?;
+        let (k, v) = match cache.take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            None => (k, v),
+        };
+        *cache = Some((k.clone(), v.clone()));
+        let total = k.dim(2)?;
+        let rep = self.num_heads / self.num_kv_heads;
+        let k = repeat_kv(&k, rep)?;
+        let v = repeat_kv(&v, rep)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let mut att = (q.matmul(&k.t()?)? * scale)?;
+        if t > 1 {
+            att = att.broadcast_add(&causal_mask(t, total, xs.device())?)?;
+        }
+        let att = softmax_last_dim(&att)?;
+        let ys = att.matmul(&v.contiguous()?)?;
+        let ys = ys.transpose(1, 2)?.reshape((b, t, self.num_heads * self.head_dim))?;
+        self.o_proj.forward(&ys)
+    }
+}
+
+fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
+    if rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, n, t, d) = x.dims4()?;
+    Ok(x.unsqueeze(2)?
+        .expand((b, n, rep, t, d))?
+        .reshape((b, n * rep, t, d))?)
+}
+
+/// `[t, total]` additive mask: query `i` (at position `total - t + i`) sees keys up to itself.
+fn causal_mask(t: usize, total: usize, device: &Device) -> Result<Tensor> {
+    let past = total - t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(mask, (t, total), device)?)
+}
+
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn load(w: &mut Weights, cfg: &LlamaConfig, prefix: &str) -> Result<Self> {
+        let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Mlp {
+            gate_proj: w.linear(&format!("{prefix}.gate_proj.weight"), (f, h), None)?,
+            up_proj: w.linear(&format!("{prefix}.up_proj.weight"), (f, h), None)?,
+            down_proj: w.linear(&format!("{prefix}.down_proj.weight"), (h, f), None)?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate_proj.forward(xs)?)?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(xs)?)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn load(w: &mut Weights, cfg: &LlamaConfig, i: usize) -> Result<Self> {
+        let p = format!("model.layers.{i}");
+        let h = cfg.hidden_size;
+        Ok(Block {
+            input_layernorm: RmsNorm::new(
+                w.dense(&format!("{p}.input_layernorm.weight"), &[h])?,
+                cfg.rms_norm_eps,
+            ),
+            self_attn: Attention::load(w, cfg, &format!("{p}.self_attn"))?,
+            post_attention_layernorm: RmsNorm::new(
+                w.dense(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
+                cfg.rms_norm_eps,
+            ),
+            mlp: Mlp::load(w, cfg, &format!("{p}.mlp"))?,
+        })
+    }
+}
+
+/// Key-value cache of one sequence. Cloning is cheap (tensors are shared), which is how
+/// the cache of a shared prompt prefix is reused for many entries.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Number of positions already processed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Llama {
+    embed_tokens: Tensor,
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rotary: Rotary,
+    config: LlamaConfig,
+}
+
+impl Llama {
+    pub(crate) fn load(w: &mut Weights, config: LlamaConfig) -> Result<Self> {
+        let (v, h) = (config.vocab_size, config.hidden_size);
+        let embed_tokens = w.dense("model.embed_tokens.weight", &[v, h])?;
+        let layers = (0..config.num_layers)
+            .map(|i| Block::load(w, &config, i))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::new(w.dense("model.norm.weight", &[h])?, config.rms_norm_eps);
+        let lm_head = if config.tie_word_embeddings {
+            match w.gguf() {
+                // Keep the tied head in the file's (quantized) format: much faster matvec.
+                Some(_) => w.linear("model.embed_tokens.weight", (v, h), None)?,
+                None => Linear::from_dense(embed_tokens.clone())?,
+            }
+        } else {
+            w.linear("lm_head.weight", (v, h), None)?
+        };
+        // Rotary tables beyond a few thousand positions only cost memory here.
+        let max_len = config.max_position_embeddings.clamp(1, 8192);
+        let rotary = Rotary::new(config.head_dim, config.rope_theta, max_len, &Device::Cpu)?;
+        Ok(Llama {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// Longest sequence the model can process (prompt plus generated tokens).
+    pub fn max_len(&self) -> usize {
+        self.rotary.max_len()
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            layers: vec![None; self.layers.len()],
+            len: 0,
+        }
+    }
+
+    /// Runs `tokens` (`[batch, seq]`) after what `cache` holds. Returns logits of the last
+    /// position (`[batch, vocab]`), or of every position (`[batch, seq, vocab]`) when
+    /// `all_positions`; the head is the largest matmul, so skip it where unneeded.
+    pub fn forward(&self, tokens: &Tensor, cache: &mut KvCache, all_positions: bool) -> Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        let offset = cache.len;
+        if offset + t > self.max_len() {
+            return Err(ModelError::ContextOverflow {
+                tokens: offset + t,
+                max: self.max_len(),
+            });
+        }
+        let mut xs = self
+            .embed_tokens
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((b, t, self.config.hidden_size))?;
+        for (block, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let residual = &xs;
+            let h = block.input_layernorm.forward(&xs)?;
+            let h = (block.self_attn.forward(&h, &self.rotary, offset, slot)? + residual)?;
+            let m = block.mlp.forward(&block.post_attention_layernorm.forward(&h)?)?;
+            xs = (m + h)?;
+        }
+        cache.len += t;
+        let xs = if all_positions { xs } else { xs.narrow(1, t - 1, 1)? };
+        let logits = self.lm_head.forward(&self.norm.forward(&xs)?)?;
+        if all_positions {
+            Ok(logits)
+        } else {
+            Ok(logits.squeeze(1)?)
+        }
+    }
+
+    /// Mutable access to every projection, by `(layer, module name)`, for adapters.
+    pub fn projections_mut(&mut self) -> impl Iterator<Item = (usize, &'static str, &mut Linear)> {
+        self.layers.iter_mut().enumerate().flat_map(|(i, b)| {
+            let Block { self_attn: a, mlp: m, .. } = b;
+            [
+                ("q_proj", &mut a.q_proj),
+                ("k_proj", &mut a.k_proj),
+                ("v_proj", &mut a.v_proj),
+                ("o_proj", &mut a.o_proj),
+                ("gate_proj", &mut m.gate_proj),
+                ("up_proj", &mut m.up_proj),
+                ("down_proj", &mut m.down_proj),
+            ]
+            .into_iter()
+            .map(move |(n, l)| (i, n, l))
+        })
+    }
+
+    /// Logits in f32 as a flat vector (tests, evaluation).
+    pub fn logits_vec(logits: &Tensor) -> Result<Vec<f32>> {
+        Ok(logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
