@@ -1,0 +1,755 @@
+//! Scoring systems against examples: the [`Report`] of both protocols, the side-by-side
+//! comparison in the shape of the paper's Table II, and per-example records.
+
+use std::path::Path;
+
+use opensoc_attack::{Catalog, Taxonomy, TechniqueId};
+use opensoc_verdict::Severity;
+use serde::Serialize;
+
+use crate::dataset::{self, DatasetError, Example, Prediction, PredictionBody};
+use crate::metrics::{
+    mean_absolute_error, Averages, ClassScore, ConfusionMatrix, MeanError, Proportion,
+};
+use crate::protocol::Fields;
+
+/// One system's predictions, e.g. the base model or the adapter.
+#[derive(Debug, Clone)]
+pub struct System {
+    /// Short name shown in reports: `base`, `adapter`.
+    pub name: String,
+    /// Where the predictions came from, for error messages (usually the file path).
+    pub origin: String,
+    pub predictions: Vec<Prediction>,
+}
+
+impl System {
+    /// Loads a prediction file (see [`crate::dataset`] for the accepted shapes).
+    pub fn load(name: impl Into<String>, path: impl AsRef<Path>) -> Result<System, DatasetError> {
+        let path = path.as_ref();
+        Ok(System {
+            name: name.into(),
+            origin: path.display().to_string(),
+            predictions: dataset::load_predictions(path)?,
+        })
+    }
+}
+
+/// The outcome of [`evaluate`]: the aggregate report and one record per example.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    pub report: Report,
+    pub records: Vec<ExampleRecord>,
+}
+
+/// Everything measured, for every system, and the comparisons between them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Number of labelled examples.
+    pub examples: usize,
+    /// ATT&CK release the technique IDs were checked against.
+    pub attack_version: &'static str,
+    pub systems: Vec<SystemReport>,
+    /// The first system (the baseline) against each other one.
+    pub comparisons: Vec<Comparison>,
+}
+
+/// One system's scores under both protocols.
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemReport {
+    pub name: String,
+    /// Examples that have a prediction.
+    pub answered: usize,
+    /// Examples without one; they count as wrong everywhere.
+    pub unanswered: usize,
+    pub strict: StrictScores,
+    pub soc_bench: SocBenchScores,
+}
+
+/// The paper's protocol (Table II).
+#[derive(Debug, Clone, Serialize)]
+pub struct StrictScores {
+    /// Exact fine threat type.
+    pub threat_type_accuracy: Proportion,
+    /// Precision/recall/F1 over strict threat-type strings.
+    pub threat_type: Averages,
+    pub severity_accuracy: Proportion,
+}
+
+/// SOC-Bench v0 and the ATT&CK checks.
+#[derive(Debug, Clone, Serialize)]
+pub struct SocBenchScores {
+    /// Canonical category accuracy.
+    pub category_accuracy: Proportion,
+    /// Mean of the per-category accuracies of the categories in the labels.
+    pub category_macro_accuracy: f64,
+    /// Accuracy and P/R/F1 of every category seen as a label or prediction.
+    pub per_category: Vec<ClassScore>,
+    pub category: Averages,
+    /// Fine threat type, compared after taxonomy normalisation (case-insensitive).
+    pub fine_type_accuracy: Proportion,
+    pub fine_type: Averages,
+    pub severity_accuracy: Proportion,
+    /// Exact technique ID, over examples whose label names one.
+    pub technique_accuracy: Proportion,
+    /// Same technique family (`T1110.001` matches `T1110` and `T1110.003`).
+    pub technique_parent_accuracy: Proportion,
+    /// Predicted IDs that exist in ATT&CK and are not revoked, over predictions that
+    /// name an ID.
+    pub valid_technique_id_rate: Proportion,
+    /// Same ATT&CK tactic, over examples whose label names an ATT&CK tactic.
+    pub tactic_accuracy: Proportion,
+    /// Risk score mean absolute error, over examples where label and prediction have one.
+    pub risk_score_error: MeanError,
+    /// Answers with threat type, technique, tactic, severity and risk score all present.
+    pub parse_rate: Proportion,
+    pub confusion: Confusions,
+}
+
+/// Confusion matrices of one system.
+#[derive(Debug, Clone, Serialize)]
+pub struct Confusions {
+    pub fine_type: ConfusionMatrix,
+    /// Categories in taxonomy order.
+    pub category: ConfusionMatrix,
+    /// Severities from CRITICAL down to LOW.
+    pub severity: ConfusionMatrix,
+}
+
+/// Which protocol a metric belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// The paper's strict regex protocol.
+    Strict,
+    /// SOC-Bench v0 (tolerant parsing, canonical categories, ATT&CK checks).
+    SocBench,
+}
+
+impl Protocol {
+    pub fn title(self) -> &'static str {
+        match self {
+            Protocol::Strict => "Strict (paper)",
+            Protocol::SocBench => "SOC-Bench v0",
+        }
+    }
+}
+
+/// How a metric's number reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// A share in [0, 1], shown as a percentage; deltas in percentage points.
+    Rate,
+    /// A score in [0, 1] such as F1, shown as a decimal.
+    Score,
+    /// Risk-score points; lower is better.
+    Points,
+}
+
+/// One metric of two systems side by side.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComparisonRow {
+    pub protocol: Protocol,
+    /// Stable machine name, e.g. `strict.threat_type_accuracy`.
+    pub key: &'static str,
+    /// Human name, e.g. `Threat type accuracy (exact fine type)`.
+    pub metric: &'static str,
+    pub unit: Unit,
+    pub higher_is_better: bool,
+    pub baseline: Option<f64>,
+    pub candidate: Option<f64>,
+    /// `candidate - baseline`.
+    pub delta: Option<f64>,
+}
+
+/// A baseline and a candidate system, metric by metric (the paper's Table II shape).
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub baseline: String,
+    pub candidate: String,
+    pub rows: Vec<ComparisonRow>,
+}
+
+/// One headline metric of a system.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Headline {
+    pub protocol: Protocol,
+    pub key: &'static str,
+    pub metric: &'static str,
+    pub unit: Unit,
+    pub higher_is_better: bool,
+    pub value: Option<f64>,
+}
+
+impl SystemReport {
+    /// The headline metrics, in Table II order: the paper's rows, then SOC-Bench's.
+    pub fn headlines(&self) -> Vec<Headline> {
+        let s = &self.strict;
+        let b = &self.soc_bench;
+        let row = |protocol, key, metric, unit, value: f64| Headline {
+            protocol,
+            key,
+            metric,
+            unit,
+            higher_is_better: true,
+            value: Some(value),
+        };
+        use Protocol::{SocBench, Strict};
+        use Unit::{Rate, Score};
+        vec![
+            row(
+                Strict,
+                "strict.threat_type_accuracy",
+                "Threat type accuracy (exact fine type)",
+                Rate,
+                s.threat_type_accuracy.value,
+            ),
+            row(
+                Strict,
+                "strict.threat_type_macro_precision",
+                "Threat precision (macro)",
+                Score,
+                s.threat_type.macro_precision,
+            ),
+            row(
+                Strict,
+                "strict.threat_type_macro_recall",
+                "Threat recall (macro)",
+                Score,
+                s.threat_type.macro_recall,
+            ),
+            row(
+                Strict,
+                "strict.threat_type_macro_f1",
+                "Threat F1 (macro)",
+                Score,
+                s.threat_type.macro_f1,
+            ),
+            row(
+                Strict,
+                "strict.severity_accuracy",
+                "Severity accuracy",
+                Rate,
+                s.severity_accuracy.value,
+            ),
+            row(
+                SocBench,
+                "soc_bench.category_accuracy",
+                "Category accuracy",
+                Rate,
+                b.category_accuracy.value,
+            ),
+            row(
+                SocBench,
+                "soc_bench.category_macro_accuracy",
+                "Category macro accuracy",
+                Rate,
+                b.category_macro_accuracy,
+            ),
+            row(
+                SocBench,
+                "soc_bench.fine_type_accuracy",
+                "Fine threat type accuracy",
+                Rate,
+                b.fine_type_accuracy.value,
+            ),
+            row(
+                SocBench,
+                "soc_bench.severity_accuracy",
+                "Severity accuracy",
+                Rate,
+                b.severity_accuracy.value,
+            ),
+            row(
+                SocBench,
+                "soc_bench.technique_accuracy",
+                "ATT&CK technique accuracy (exact ID)",
+                Rate,
+                b.technique_accuracy.value,
+            ),
+            row(
+                SocBench,
+                "soc_bench.technique_parent_accuracy",
+                "ATT&CK technique accuracy (parent)",
+                Rate,
+                b.technique_parent_accuracy.value,
+            ),
+            row(
+                SocBench,
+                "soc_bench.valid_technique_id_rate",
+                "Valid ATT&CK ID rate",
+                Rate,
+                b.valid_technique_id_rate.value,
+            ),
+            row(
+                SocBench,
+                "soc_bench.tactic_accuracy",
+                "Tactic accuracy",
+                Rate,
+                b.tactic_accuracy.value,
+            ),
+            Headline {
+                protocol: SocBench,
+                key: "soc_bench.risk_score_mae",
+                metric: "Risk score MAE",
+                unit: Unit::Points,
+                higher_is_better: false,
+                value: b.risk_score_error.value,
+            },
+            row(
+                SocBench,
+                "soc_bench.parse_rate",
+                "Parse rate (all five fields)",
+                Rate,
+                b.parse_rate.value,
+            ),
+        ]
+    }
+}
+
+impl Comparison {
+    /// Every headline metric of `baseline` and `candidate` with the difference.
+    pub fn new(baseline: &SystemReport, candidate: &SystemReport) -> Comparison {
+        let rows = baseline
+            .headlines()
+            .into_iter()
+            .zip(candidate.headlines())
+            .map(|(b, c)| ComparisonRow {
+                protocol: b.protocol,
+                key: b.key,
+                metric: b.metric,
+                unit: b.unit,
+                higher_is_better: b.higher_is_better,
+                baseline: b.value,
+                candidate: c.value,
+                delta: b.value.zip(c.value).map(|(b, c)| c - b),
+            })
+            .collect();
+        Comparison {
+            baseline: baseline.name.clone(),
+            candidate: candidate.name.clone(),
+            rows,
+        }
+    }
+}
+
+/// One example with its label and every system's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExampleRecord {
+    pub index: usize,
+    pub input: String,
+    pub label: Fields,
+    pub systems: Vec<SystemOutcome>,
+}
+
+/// One system's answer to one example.
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemOutcome {
+    pub system: String,
+    /// The prediction record's `id`, if it had one.
+    pub id: Option<String>,
+    pub answered: bool,
+    pub predicted: Fields,
+    pub correct: Correct,
+}
+
+/// Per-example correctness. `None` means the example does not count for that metric
+/// (the label names no technique or tactic, the prediction names no ID, a score is missing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Correct {
+    pub strict_threat_type: bool,
+    pub strict_severity: bool,
+    pub fine_type: bool,
+    pub category: bool,
+    pub severity: bool,
+    pub technique: Option<bool>,
+    pub technique_parent: Option<bool>,
+    /// The predicted ID exists in ATT&CK and is not revoked.
+    pub technique_id_valid: Option<bool>,
+    pub tactic: Option<bool>,
+    pub risk_score_error: Option<u8>,
+    /// Threat type, technique, tactic, severity and risk score all present.
+    pub complete: bool,
+}
+
+/// Equal and present on both sides.
+fn same<T: PartialEq>(label: &Option<T>, predicted: &Option<T>) -> bool {
+    label.is_some() && label == predicted
+}
+
+/// A technique and its sub-techniques are one family.
+fn family(id: TechniqueId) -> TechniqueId {
+    id.parent().unwrap_or(id)
+}
+
+impl Correct {
+    fn judge(label: &Fields, predicted: &Fields, catalog: &Catalog) -> Correct {
+        let technique = label
+            .technique_id
+            .map(|l| predicted.technique_id == Some(l));
+        let technique_parent = label
+            .technique_id
+            .map(|l| predicted.technique_id.map(family) == Some(family(l)));
+        Correct {
+            strict_threat_type: same(&label.strict_threat_type, &predicted.strict_threat_type),
+            strict_severity: same(&label.strict_severity, &predicted.strict_severity),
+            fine_type: same(&label.threat_type, &predicted.threat_type),
+            category: same(&label.category, &predicted.category),
+            severity: same(&label.severity, &predicted.severity),
+            technique,
+            technique_parent,
+            technique_id_valid: predicted
+                .technique_id
+                .map(|id| catalog.get(&id).is_some_and(|t| !t.revoked)),
+            tactic: label.tactic_id.map(|l| predicted.tactic_id == Some(l)),
+            risk_score_error: label
+                .risk_score
+                .zip(predicted.risk_score)
+                .map(|(l, p)| l.abs_diff(p)),
+            complete: predicted.is_complete(),
+        }
+    }
+}
+
+/// Scores every system against the examples.
+///
+/// The label of an example is its `output` read by both protocols exactly like a raw
+/// prediction. Fails only when a system's predictions cannot be matched to the examples
+/// (see [`dataset::align`]).
+pub fn evaluate(
+    examples: &[Example],
+    systems: &[System],
+    taxonomy: &Taxonomy,
+    catalog: &Catalog,
+) -> Result<Evaluation, DatasetError> {
+    let labels: Vec<Fields> = examples
+        .iter()
+        .map(|e| Fields::from_text(&e.output, taxonomy, catalog))
+        .collect();
+    let mut records: Vec<ExampleRecord> = examples
+        .iter()
+        .zip(&labels)
+        .map(|(e, label)| ExampleRecord {
+            index: e.index,
+            input: e.input.clone(),
+            label: label.clone(),
+            systems: Vec::with_capacity(systems.len()),
+        })
+        .collect();
+
+    let category_order: Vec<&str> = taxonomy.categories().iter().map(String::as_str).collect();
+    let mut reports = Vec::with_capacity(systems.len());
+    for system in systems {
+        let slots = dataset::align(examples, &system.predictions, &system.origin)?;
+        let predicted: Vec<Fields> = slots
+            .iter()
+            .map(|slot| match slot.map(|p| &p.body) {
+                Some(PredictionBody::Raw(text)) => Fields::from_text(text, taxonomy, catalog),
+                Some(PredictionBody::Verdict(v)) => Fields::from_verdict(v, taxonomy, catalog),
+                None => Fields::default(),
+            })
+            .collect();
+        let outcomes: Vec<Correct> = labels
+            .iter()
+            .zip(&predicted)
+            .map(|(l, p)| Correct::judge(l, p, catalog))
+            .collect();
+        reports.push(score_system(
+            &system.name,
+            &labels,
+            &predicted,
+            &outcomes,
+            &slots,
+            &category_order,
+        ));
+        for ((record, slot), (fields, correct)) in records
+            .iter_mut()
+            .zip(&slots)
+            .zip(predicted.into_iter().zip(outcomes))
+        {
+            record.systems.push(SystemOutcome {
+                system: system.name.clone(),
+                id: slot.and_then(|p| p.id.clone()),
+                answered: slot.is_some(),
+                predicted: fields,
+                correct,
+            });
+        }
+    }
+
+    let comparisons = reports
+        .split_first()
+        .map(|(baseline, others)| {
+            others
+                .iter()
+                .map(|c| Comparison::new(baseline, c))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Evaluation {
+        report: Report {
+            examples: examples.len(),
+            attack_version: catalog.version(),
+            systems: reports,
+            comparisons,
+        },
+        records,
+    })
+}
+
+/// A confusion matrix over the examples whose label has the field.
+fn confusion<'a, T: AsRef<str> + 'a>(
+    labels: impl Iterator<Item = Option<T>>,
+    predicted: impl Iterator<Item = Option<T>>,
+    order: &[&str],
+) -> ConfusionMatrix {
+    ConfusionMatrix::from_pairs(
+        labels.zip(predicted).filter_map(|(l, p)| Some((l?, p))),
+        order,
+    )
+}
+
+fn score_system(
+    name: &str,
+    labels: &[Fields],
+    predicted: &[Fields],
+    outcomes: &[Correct],
+    slots: &[Option<&Prediction>],
+    category_order: &[&str],
+) -> SystemReport {
+    let strict_threat = confusion(
+        labels.iter().map(|f| f.strict_threat_type.as_deref()),
+        predicted.iter().map(|f| f.strict_threat_type.as_deref()),
+        &[],
+    );
+    let strict_severity = confusion(
+        labels.iter().map(|f| f.strict_severity.as_deref()),
+        predicted.iter().map(|f| f.strict_severity.as_deref()),
+        &[],
+    );
+    let fine_type = confusion(
+        labels.iter().map(|f| f.threat_type.as_deref()),
+        predicted.iter().map(|f| f.threat_type.as_deref()),
+        &[],
+    );
+    let category = confusion(
+        labels.iter().map(|f| f.category.as_deref()),
+        predicted.iter().map(|f| f.category.as_deref()),
+        category_order,
+    );
+    let severity_order: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
+    let severity = confusion(
+        labels.iter().map(|f| f.severity.map(Severity::as_str)),
+        predicted.iter().map(|f| f.severity.map(Severity::as_str)),
+        &severity_order,
+    );
+
+    let answered = slots.iter().filter(|s| s.is_some()).count();
+    let flags =
+        |f: fn(&Correct) -> Option<bool>| Proportion::from_flags(outcomes.iter().filter_map(f));
+    SystemReport {
+        name: name.to_string(),
+        answered,
+        unanswered: slots.len() - answered,
+        strict: StrictScores {
+            threat_type_accuracy: strict_threat.accuracy(),
+            threat_type: strict_threat.averages(),
+            severity_accuracy: strict_severity.accuracy(),
+        },
+        soc_bench: SocBenchScores {
+            category_accuracy: category.accuracy(),
+            category_macro_accuracy: category.macro_accuracy(),
+            per_category: category.per_class(),
+            category: category.averages(),
+            fine_type_accuracy: fine_type.accuracy(),
+            fine_type: fine_type.averages(),
+            severity_accuracy: severity.accuracy(),
+            technique_accuracy: flags(|c| c.technique),
+            technique_parent_accuracy: flags(|c| c.technique_parent),
+            valid_technique_id_rate: flags(|c| c.technique_id_valid),
+            tactic_accuracy: flags(|c| c.tactic),
+            risk_score_error: mean_absolute_error(
+                outcomes
+                    .iter()
+                    .filter_map(|c| c.risk_score_error)
+                    .map(|e| (f64::from(e), 0.0)),
+            ),
+            parse_rate: Proportion::from_flags(outcomes.iter().map(|c| c.complete)),
+            confusion: Confusions {
+                fine_type,
+                category,
+                severity,
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::parse_predictions;
+
+    const SQLI: &str = "THREAT_TYPE: SQL Injection — Union/Boolean SQLi\n\
+        MITRE_TECHNIQUE: T1190 (Exploit Public-Facing Application)\nMITRE_TACTIC: Initial Access\n\
+        SEVERITY: CRITICAL\nRISK_SCORE: 90";
+    const SSH: &str = "THREAT_TYPE: SSH Brute Force Attack\n\
+        MITRE_TECHNIQUE: T1110.001 (Password Guessing)\nMITRE_TACTIC: Credential Access\n\
+        SEVERITY: HIGH\nRISK_SCORE: 70";
+    const BENIGN: &str = "THREAT_TYPE: No Threat Detected — Normal Traffic\n\
+        MITRE_TECHNIQUE: N/A (N/A)\nMITRE_TACTIC: N/A\nSEVERITY: LOW\nRISK_SCORE: 5";
+
+    fn examples() -> Vec<Example> {
+        [SQLI, SSH, BENIGN]
+            .iter()
+            .enumerate()
+            .map(|(index, output)| Example {
+                index,
+                instruction: String::new(),
+                input: format!("log {index}"),
+                output: (*output).to_string(),
+            })
+            .collect()
+    }
+
+    fn system(name: &str, jsonl: &str) -> System {
+        System {
+            name: name.into(),
+            origin: name.into(),
+            predictions: parse_predictions(jsonl, name).unwrap_or_default(),
+        }
+    }
+
+    fn run(systems: &[System]) -> Evaluation {
+        match evaluate(
+            &examples(),
+            systems,
+            Taxonomy::builtin(),
+            Catalog::enterprise(),
+        ) {
+            Ok(e) => e,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn line(output: &str) -> String {
+        serde_json::json!({ "output": output }).to_string()
+    }
+
+    #[test]
+    fn hand_scored_system() {
+        // 0: right in prose-ish keys (strict miss, tolerant hit), sub-technique of the family,
+        //    wrong tactic spelling still the same tactic.
+        // 1: right category, wrong fine type, sibling sub-technique, severity wrong, no score.
+        // 2: unanswered.
+        let p0 = "Threat Type: sqli\nTechnique: T1190\nTactic: initial-access\nSeverity: critical\nRisk: 80";
+        let p1 = "THREAT_TYPE: SSH Brute Force Attack — SUCCESSFUL LOGIN\n\
+                  MITRE_TECHNIQUE: T1110.003\nMITRE_TACTIC: Credential Access\nSEVERITY: CRITICAL";
+        let eval = run(&[system("m", &format!("{}\n{}", line(p0), line(p1)))]);
+        let r = &eval.report.systems[0];
+        assert_eq!((r.answered, r.unanswered), (2, 1));
+        assert_eq!(r.strict.threat_type_accuracy.successes, 0);
+        assert_eq!(r.strict.severity_accuracy.successes, 0);
+        let b = &r.soc_bench;
+        assert_eq!(
+            (b.category_accuracy.successes, b.category_accuracy.trials),
+            (2, 3)
+        );
+        // SQL INJECTION 1/1, SSH BRUTE FORCE 1/1, NO THREAT 0/1.
+        assert!((b.category_macro_accuracy - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(b.fine_type_accuracy.successes, 0);
+        assert_eq!(
+            (b.severity_accuracy.successes, b.severity_accuracy.trials),
+            (1, 3)
+        );
+        // The benign label names no technique or tactic: two examples count.
+        assert_eq!(
+            (b.technique_accuracy.successes, b.technique_accuracy.trials),
+            (1, 2)
+        );
+        assert_eq!(b.technique_parent_accuracy.successes, 2);
+        assert_eq!(
+            (
+                b.valid_technique_id_rate.successes,
+                b.valid_technique_id_rate.trials
+            ),
+            (2, 2)
+        );
+        assert_eq!(
+            (b.tactic_accuracy.successes, b.tactic_accuracy.trials),
+            (2, 2)
+        );
+        assert_eq!(
+            (b.risk_score_error.value, b.risk_score_error.pairs),
+            (Some(10.0), 1)
+        );
+        assert_eq!((b.parse_rate.successes, b.parse_rate.trials), (1, 3));
+        assert_eq!(
+            b.confusion.category.classes,
+            ["SQL INJECTION", "SSH BRUTE FORCE", "NO THREAT"]
+        );
+        assert_eq!(b.confusion.category.no_answer, [0, 0, 1]);
+        assert_eq!(b.confusion.severity.classes, ["CRITICAL", "HIGH", "LOW"]);
+
+        let rec = &eval.records[2].systems[0];
+        assert!(!rec.answered);
+        assert_eq!(rec.correct, Correct::default());
+        assert_eq!(
+            eval.records[0].systems[0].correct.technique_id_valid,
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn revoked_and_unknown_ids_are_invalid() {
+        let p = format!(
+            "{}\n{}",
+            line("MITRE_TECHNIQUE: T1002 (Data Compressed)"),
+            line("MITRE_TECHNIQUE: T9999")
+        );
+        let eval = run(&[system("m", &p)]);
+        let b = &eval.report.systems[0].soc_bench;
+        assert_eq!(
+            (
+                b.valid_technique_id_rate.successes,
+                b.valid_technique_id_rate.trials
+            ),
+            (0, 2)
+        );
+    }
+
+    #[test]
+    fn comparison_rows_have_deltas() {
+        let base = system("base", &line("I think this is an attack."));
+        let tuned = system("adapter", &[line(SQLI), line(SSH), line(BENIGN)].join("\n"));
+        let eval = run(&[base, tuned]);
+        let cmp = &eval.report.comparisons[0];
+        assert_eq!(
+            (cmp.baseline.as_str(), cmp.candidate.as_str()),
+            ("base", "adapter")
+        );
+        let row = |key| cmp.rows.iter().find(|r| r.key == key).cloned();
+        let acc = row("strict.threat_type_accuracy");
+        assert_eq!(acc.as_ref().and_then(|r| r.delta), Some(1.0));
+        assert_eq!(acc.map(|r| r.protocol), Some(Protocol::Strict));
+        let mae = row("soc_bench.risk_score_mae");
+        assert_eq!(
+            mae.as_ref().map(|r| (r.baseline, r.candidate, r.delta)),
+            Some((None, Some(0.0), None))
+        );
+        assert_eq!(mae.map(|r| r.higher_is_better), Some(false));
+        assert_eq!(eval.records[1].systems.len(), 2);
+    }
+
+    #[test]
+    fn misaligned_predictions_are_an_error() {
+        let many = [line(SQLI), line(SSH), line(BENIGN), line(SQLI)].join("\n");
+        let err = evaluate(
+            &examples(),
+            &[system("m", &many)],
+            Taxonomy::builtin(),
+            Catalog::enterprise(),
+        );
+        assert!(matches!(err, Err(DatasetError::TooManyPredictions { .. })));
+    }
+}
