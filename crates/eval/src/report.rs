@@ -187,14 +187,17 @@ impl SystemReport {
     pub fn headlines(&self) -> Vec<Headline> {
         let s = &self.strict;
         let b = &self.soc_bench;
-        let row = |protocol, key, metric, unit, value: f64| Headline {
+        let row = |protocol, key, metric, unit, value: Option<f64>| Headline {
             protocol,
             key,
             metric,
             unit,
             higher_is_better: true,
-            value: Some(value),
+            value,
         };
+        // A rate over no trials is undefined, not 0 % (a model that names no technique
+        // has no valid-ID rate).
+        let rate = |p: Proportion| (p.trials > 0).then_some(p.value);
         use Protocol::{SocBench, Strict};
         use Unit::{Rate, Score};
         vec![
@@ -203,91 +206,91 @@ impl SystemReport {
                 "strict.threat_type_accuracy",
                 "Threat type accuracy (exact fine type)",
                 Rate,
-                s.threat_type_accuracy.value,
+                rate(s.threat_type_accuracy),
             ),
             row(
                 Strict,
                 "strict.threat_type_macro_precision",
                 "Threat precision (macro)",
                 Score,
-                s.threat_type.macro_precision,
+                Some(s.threat_type.macro_precision),
             ),
             row(
                 Strict,
                 "strict.threat_type_macro_recall",
                 "Threat recall (macro)",
                 Score,
-                s.threat_type.macro_recall,
+                Some(s.threat_type.macro_recall),
             ),
             row(
                 Strict,
                 "strict.threat_type_macro_f1",
                 "Threat F1 (macro)",
                 Score,
-                s.threat_type.macro_f1,
+                Some(s.threat_type.macro_f1),
             ),
             row(
                 Strict,
                 "strict.severity_accuracy",
                 "Severity accuracy",
                 Rate,
-                s.severity_accuracy.value,
+                rate(s.severity_accuracy),
             ),
             row(
                 SocBench,
                 "soc_bench.category_accuracy",
                 "Category accuracy",
                 Rate,
-                b.category_accuracy.value,
+                rate(b.category_accuracy),
             ),
             row(
                 SocBench,
                 "soc_bench.category_macro_accuracy",
                 "Category macro accuracy",
                 Rate,
-                b.category_macro_accuracy,
+                rate(b.category_accuracy).map(|_| b.category_macro_accuracy),
             ),
             row(
                 SocBench,
                 "soc_bench.fine_type_accuracy",
                 "Fine threat type accuracy",
                 Rate,
-                b.fine_type_accuracy.value,
+                rate(b.fine_type_accuracy),
             ),
             row(
                 SocBench,
                 "soc_bench.severity_accuracy",
                 "Severity accuracy",
                 Rate,
-                b.severity_accuracy.value,
+                rate(b.severity_accuracy),
             ),
             row(
                 SocBench,
                 "soc_bench.technique_accuracy",
                 "ATT&CK technique accuracy (exact ID)",
                 Rate,
-                b.technique_accuracy.value,
+                rate(b.technique_accuracy),
             ),
             row(
                 SocBench,
                 "soc_bench.technique_parent_accuracy",
                 "ATT&CK technique accuracy (parent)",
                 Rate,
-                b.technique_parent_accuracy.value,
+                rate(b.technique_parent_accuracy),
             ),
             row(
                 SocBench,
                 "soc_bench.valid_technique_id_rate",
                 "Valid ATT&CK ID rate",
                 Rate,
-                b.valid_technique_id_rate.value,
+                rate(b.valid_technique_id_rate),
             ),
             row(
                 SocBench,
                 "soc_bench.tactic_accuracy",
                 "Tactic accuracy",
                 Rate,
-                b.tactic_accuracy.value,
+                rate(b.tactic_accuracy),
             ),
             Headline {
                 protocol: SocBench,
@@ -302,7 +305,7 @@ impl SystemReport {
                 "soc_bench.parse_rate",
                 "Parse rate (all five fields)",
                 Rate,
-                b.parse_rate.value,
+                rate(b.parse_rate),
             ),
         ]
     }

@@ -89,9 +89,11 @@ pub fn escape_markdown(text: &str) -> String {
         .replace("www.", "www[.]")
         .replace("WWW.", "WWW[.]");
     let mut out = String::with_capacity(defanged.len());
-    for c in defanged.chars() {
+    for (i, c) in defanged.char_indices() {
         match c {
-            '&' => out.push_str("&amp;"),
+            // Only an `&` that starts an entity reference (`&lt;`, `&#60;`) needs escaping;
+            // `ATT&CK` stays readable in the Markdown source.
+            '&' if starts_entity(&defanged[i + 1..]) => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '\n' | '\r' => out.push(' '),
@@ -104,6 +106,14 @@ pub fn escape_markdown(text: &str) -> String {
         }
     }
     out
+}
+
+/// Whether `rest` (the text after an `&`) would make it an entity reference.
+fn starts_entity(rest: &str) -> bool {
+    let name_len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '#'))
+        .unwrap_or(rest.len());
+    name_len > 0 && rest[name_len..].starts_with(';')
 }
 
 /// `-0.0` and values that round to zero print as `0.0`, not `-0.0`.
