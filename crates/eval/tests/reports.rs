@@ -77,6 +77,13 @@ fn html_is_self_contained_and_escapes_attacker_text() {
     let hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>";
     let eval = evaluation(&[system(hostile, BASE), system("adapter", ADAPTER)]);
     let page = render::html(&eval.report);
+    // For eyeballing the plots: OPENSOC_EVAL_DUMP=dir writes the page there.
+    if let Some(dir) = std::env::var_os("OPENSOC_EVAL_DUMP") {
+        let path = std::path::Path::new(&dir).join("report.html");
+        if let Err(e) = std::fs::write(&path, &page) {
+            panic!("cannot write {}: {e}", path.display());
+        }
+    }
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(page.trim_end().ends_with("</html>"));
     for forbidden in [

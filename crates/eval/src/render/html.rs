@@ -299,8 +299,17 @@ fn heatmap(h: &mut String, m: &ConfusionMatrix, colour: &str, title: &str) {
         return;
     }
     let k = m.classes.len();
-    let (cell, left, top) = (30.0, 210.0, 150.0);
-    let width = left + cell * (k + 1) as f64 + 20.0;
+    let (cell, left) = (30.0, 210.0);
+    // Rotated column labels lean right by about their length times cos 45°.
+    let longest = m
+        .classes
+        .iter()
+        .map(|c| shorten(c).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("no answer".len());
+    let width = (left + cell * (k + 1) as f64 + 5.0 * longest as f64 + 10.0).max(left + 240.0);
+    let top = 5.0 * longest as f64 + 30.0;
     let height = top + cell * k as f64 + 36.0;
     let _ = writeln!(
         h,

@@ -193,7 +193,7 @@ mod tests {
         assert_eq!(shorten(&long).chars().count(), MAX_LABEL_CHARS + 1);
         assert_eq!(shorten("a\u{1b}[31mb"), "a [31mb");
         assert_eq!(format_value(Unit::Rate, Some(0.68)), "68.0 %");
-        assert_eq!(format_value(Unit::Score, Some(0.7071)), "0.71");
+        assert_eq!(format_value(Unit::Score, Some(0.7049)), "0.70");
         assert_eq!(format_value(Unit::Points, None), "–");
         assert_eq!(format_delta(Unit::Rate, Some(0.4)), "+40.0 pp");
         assert_eq!(format_delta(Unit::Rate, Some(-0.0001)), "+0.0 pp");
