@@ -1,0 +1,755 @@
+//! Incident grouping: a burst of similar events from one source becomes one [`Incident`].
+//!
+//! Brute force and scanning show only as many lines from one client, so the model should
+//! see them together. Each event that can be part of a burst gets a [`BurstKind`]:
+//!
+//! * `AuthFailure`: `outcome=failure` (sshd, PAM, sudo, su, Windows 4625/4771,
+//!   CloudTrail console logins, Zeek SSH) or HTTP 401/407;
+//! * `Probe`: any other HTTP 4xx (404s of a scanner, 403s of a fuzzer);
+//! * `Request`: any other HTTP request (floods).
+//!
+//! Events are grouped by (stream, kind, source address; for auth failures without an
+//! address, `user@host`). A group stays open while consecutive events are at most
+//! [`GroupingConfig::gap_secs`] apart (by the events' own timestamps) and the group spans
+//! at most [`GroupingConfig::max_span_secs`]. When it closes, it becomes an incident if it
+//! reached the kind's threshold; otherwise its events pass through one by one. Events that
+//! cannot burst (no kind, no source or no timestamp) pass through at once.
+//!
+//! Output is deterministic: it depends only on the input order, never on hash order or
+//! timing, except in live mode where [`Grouper::expire_idle`] also closes groups that got
+//! no event for `gap_secs` of wall-clock time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::event::{Format, LogEvent, Timestamp};
+
+/// Windows and thresholds of incident grouping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupingConfig {
+    /// Off: every event is its own entry.
+    pub enabled: bool,
+    /// Largest gap, in seconds, between consecutive events of one incident.
+    pub gap_secs: u64,
+    /// Longest time, in seconds, one incident may span; a longer burst is split.
+    pub max_span_secs: u64,
+    /// Auth failures from one source that make an incident.
+    pub auth_failures: usize,
+    /// HTTP 4xx responses (other than 401/407) to one client that make an incident.
+    pub probes: usize,
+    /// Other HTTP requests from one client that make an incident (a flood).
+    pub requests: usize,
+    /// Events shown verbatim at the start of an incident's rendering.
+    pub head_lines: usize,
+    /// Distinct values listed per field in the summary line.
+    pub max_distinct: usize,
+    /// Open groups kept at most; beyond it the least recently active are closed.
+    pub max_open_groups: usize,
+}
+
+impl Default for GroupingConfig {
+    fn default() -> Self {
+        GroupingConfig {
+            enabled: true,
+            gap_secs: 60,
+            max_span_secs: 3600,
+            auth_failures: 5,
+            probes: 10,
+            requests: 120,
+            head_lines: 3,
+            max_distinct: 8,
+            max_open_groups: 100_000,
+        }
+    }
+}
+
+impl GroupingConfig {
+    /// A config with grouping switched off.
+    pub fn disabled() -> GroupingConfig {
+        GroupingConfig {
+            enabled: false,
+            ..GroupingConfig::default()
+        }
+    }
+
+    fn threshold(&self, kind: BurstKind) -> usize {
+        match kind {
+            BurstKind::AuthFailure => self.auth_failures,
+            BurstKind::Probe => self.probes,
+            BurstKind::Request => self.requests,
+        }
+        .max(2)
+    }
+}
+
+/// What kind of burst an event can belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BurstKind {
+    /// Failed logins.
+    AuthFailure,
+    /// HTTP client errors: scanning, probing, fuzzing.
+    Probe,
+    /// Other HTTP requests: floods.
+    Request,
+}
+
+impl BurstKind {
+    fn noun(self) -> &'static str {
+        match self {
+            BurstKind::AuthFailure => "failed auth attempts",
+            BurstKind::Probe => "probes (HTTP 4xx)",
+            BurstKind::Request => "requests",
+        }
+    }
+}
+
+/// The burst kind of an event, if it can be part of one.
+pub fn burst_kind(ev: &LogEvent) -> Option<BurstKind> {
+    if ev.field("outcome") == Some("failure") {
+        return Some(BurstKind::AuthFailure);
+    }
+    let status = ev.field("status")?;
+    match status.as_bytes() {
+        b"401" | b"407" => Some(BurstKind::AuthFailure),
+        [b'4', _, _] => Some(BurstKind::Probe),
+        [b'1'..=b'5', _, _] => Some(BurstKind::Request),
+        _ => None,
+    }
+}
+
+/// Where an event or incident came from: stream name and line range.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Location {
+    /// File path, `-` for stdin, `syslog/udp/ADDR` for a listener.
+    pub origin: Arc<str>,
+    /// First line (or message/record number), 1-based.
+    pub first_line: u64,
+    /// Last line.
+    pub last_line: u64,
+}
+
+impl Location {
+    /// A location of one line.
+    pub fn line(origin: Arc<str>, line: u64) -> Location {
+        Location {
+            origin,
+            first_line: line,
+            last_line: line,
+        }
+    }
+
+    /// `origin:LINE` or `origin:FIRST-LAST`.
+    pub fn id(&self) -> String {
+        if self.first_line == self.last_line {
+            format!("{}:{}", self.origin, self.first_line)
+        } else {
+            format!("{}:{}-{}", self.origin, self.first_line, self.last_line)
+        }
+    }
+}
+
+/// Counts of the distinct values of one field, capped so a scan of a million paths stays
+/// small.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Distinct {
+    /// Value → occurrences, for at most [`Distinct::CAP`] values.
+    pub counts: BTreeMap<String, usize>,
+    /// Occurrences of values beyond the cap.
+    pub overflow: usize,
+}
+
+impl Distinct {
+    /// Distinct values tracked per field.
+    pub const CAP: usize = 1000;
+
+    fn add(&mut self, value: Option<&str>) {
+        let Some(v) = value else {
+            return;
+        };
+        if let Some(n) = self.counts.get_mut(v) {
+            *n += 1;
+        } else if self.counts.len() < Self::CAP {
+            self.counts.insert(v.to_owned(), 1);
+        } else {
+            self.overflow += 1;
+        }
+    }
+
+    /// Number of distinct values seen (a lower bound past the cap).
+    pub fn len(&self) -> usize {
+        self.counts.len() + usize::from(self.overflow > 0)
+    }
+
+    /// True when no value was seen.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.overflow == 0
+    }
+
+    /// Values by count descending, then by value.
+    fn ranked(&self) -> Vec<(&str, usize)> {
+        let mut v: Vec<(&str, usize)> = self.counts.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v
+    }
+}
+
+/// A burst of events from one source, summarised for the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Incident {
+    /// What kind of burst.
+    pub kind: BurstKind,
+    /// The source the events share (address, or `user@host`).
+    pub source: String,
+    /// Format of the first event.
+    pub format: Format,
+    /// Number of events.
+    pub count: usize,
+    /// Time of the first event.
+    pub first: Timestamp,
+    /// Time of the last event.
+    pub last: Timestamp,
+    /// Where the first event is.
+    pub first_location: Location,
+    /// Where the last event is.
+    pub last_location: Location,
+    /// Text of the first events (up to `head_lines`).
+    pub head: Vec<String>,
+    /// Text of the last event, when it is not among `head`.
+    pub tail: Option<String>,
+    /// Users seen.
+    pub users: Distinct,
+    /// Request paths seen.
+    pub paths: Distinct,
+    /// HTTP statuses seen.
+    pub statuses: Distinct,
+    /// Windows event ids seen.
+    pub event_ids: Distinct,
+    #[serde(skip)]
+    max_distinct: usize,
+    #[serde(skip)]
+    head_lines: usize,
+}
+
+impl Incident {
+    fn new(
+        kind: BurstKind,
+        source: String,
+        ev: &LogEvent,
+        loc: Location,
+        cfg: &GroupingConfig,
+    ) -> Incident {
+        let t = ev.timestamp.unwrap_or(Timestamp(0));
+        Incident {
+            kind,
+            source,
+            format: ev.format,
+            count: 0,
+            first: t,
+            last: t,
+            first_location: loc.clone(),
+            last_location: loc,
+            head: Vec::new(),
+            tail: None,
+            users: Distinct::default(),
+            paths: Distinct::default(),
+            statuses: Distinct::default(),
+            event_ids: Distinct::default(),
+            max_distinct: cfg.max_distinct,
+            head_lines: cfg.head_lines.max(1),
+        }
+    }
+
+    fn add(&mut self, ev: &LogEvent, loc: Location) {
+        self.count += 1;
+        if let Some(t) = ev.timestamp {
+            self.first = self.first.min(t);
+            self.last = self.last.max(t);
+        }
+        if self.head.len() < self.head_lines {
+            self.head.push(ev.text().into_owned());
+        } else {
+            self.tail = Some(ev.text().into_owned());
+        }
+        self.last_location = loc;
+        self.users.add(ev.user.as_deref());
+        self.paths.add(ev.field("path"));
+        self.statuses.add(ev.field("status"));
+        self.event_ids.add(ev.field("event_id"));
+    }
+
+    /// Entry id: `origin:FIRST-LAST` (with both origins when a burst spans streams).
+    pub fn id(&self) -> String {
+        if self.first_location.origin == self.last_location.origin {
+            format!(
+                "{}:{}-{}",
+                self.first_location.origin,
+                self.first_location.first_line,
+                self.last_location.last_line
+            )
+        } else {
+            format!("{}..{}", self.first_location.id(), self.last_location.id())
+        }
+    }
+
+    /// The compact text the model reads: the first events verbatim, an elision marker, the
+    /// last event, then one summary line in the style of the paper's
+    /// `[...29 total attempts...]`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for line in &self.head {
+            out.push_str(line);
+            out.push('\n');
+        }
+        let omitted = self
+            .count
+            .saturating_sub(self.head.len() + usize::from(self.tail.is_some()));
+        if omitted > 0 {
+            let _ = writeln!(out, "[... {omitted} more ...]");
+        }
+        if let Some(t) = &self.tail {
+            out.push_str(t);
+            out.push('\n');
+        }
+        let span = (self.last.0 - self.first.0).max(0) / 1000;
+        let _ = write!(
+            out,
+            "[...{} total {} from {}",
+            self.count,
+            self.kind.noun(),
+            self.source
+        );
+        if span == 0 {
+            out.push_str(" within 1s");
+        } else {
+            let per_min = (self.count as f64) * 60.0 / (span as f64);
+            let _ = write!(
+                out,
+                " over {} (~{}/minute)",
+                human_span(span),
+                per_min.round() as u64
+            );
+        }
+        let _ = write!(out, ", {} to {}", self.first, self.last);
+        self.summary(&mut out, "users", &self.users, false);
+        self.summary(&mut out, "paths", &self.paths, false);
+        self.summary(&mut out, "statuses", &self.statuses, true);
+        self.summary(&mut out, "event ids", &self.event_ids, true);
+        out.push_str("...]");
+        out
+    }
+
+    fn summary(&self, out: &mut String, name: &str, d: &Distinct, with_counts: bool) {
+        if d.is_empty() {
+            return;
+        }
+        let _ = write!(out, "; {name} ({}): ", d.len());
+        let ranked = d.ranked();
+        for (i, (v, n)) in ranked.iter().take(self.max_distinct).enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(v);
+            if with_counts {
+                let _ = write!(out, " x{n}");
+            }
+        }
+        let hidden = ranked.len().saturating_sub(self.max_distinct) + usize::from(d.overflow > 0);
+        if hidden > 0 {
+            let _ = write!(out, ", +{hidden} more");
+        }
+    }
+}
+
+/// `45s`, `2m15s`, `1h02m`.
+fn human_span(secs: i64) -> String {
+    if secs < 60 {
+        format!("{secs}s")
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
+    }
+}
+
+/// What the grouper hands on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grouped {
+    /// An event on its own.
+    Single(LogEvent, Location),
+    /// A burst.
+    Incident(Incident),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct GroupKey {
+    origin: Arc<str>,
+    kind: BurstKind,
+    source: String,
+}
+
+#[derive(Debug)]
+struct Group {
+    seq: u64,
+    first_ts: i64,
+    last_ts: i64,
+    last_wall: Instant,
+    /// Events held back until the group either reaches its threshold or closes.
+    held: Vec<(LogEvent, Location)>,
+    incident: Option<Incident>,
+}
+
+/// Groups a stream of events into incidents. See the module docs for the rules.
+#[derive(Debug)]
+pub struct Grouper {
+    cfg: GroupingConfig,
+    groups: HashMap<GroupKey, Group>,
+    /// Per stream: latest event time seen, and when to look for idle groups next.
+    clocks: HashMap<Arc<str>, (i64, i64)>,
+    seq: u64,
+}
+
+impl Grouper {
+    /// A grouper with the given windows and thresholds.
+    pub fn new(cfg: GroupingConfig) -> Grouper {
+        Grouper {
+            cfg,
+            groups: HashMap::new(),
+            clocks: HashMap::new(),
+            seq: 0,
+        }
+    }
+
+    /// Groups still open.
+    pub fn open_groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Feeds one event; whatever is ready goes to `out`.
+    pub fn push(&mut self, ev: LogEvent, loc: Location, out: &mut Vec<Grouped>) {
+        self.seq += 1;
+        if !self.cfg.enabled {
+            out.push(Grouped::Single(ev, loc));
+            return;
+        }
+        let Some(kind) = burst_kind(&ev) else {
+            out.push(Grouped::Single(ev, loc));
+            return;
+        };
+        let source = match (&ev.source, &ev.user, &ev.host) {
+            (Some(s), _, _) => s.clone(),
+            (None, Some(u), Some(h)) if kind == BurstKind::AuthFailure => format!("{u}@{h}"),
+            (None, Some(u), None) if kind == BurstKind::AuthFailure => u.clone(),
+            _ => {
+                out.push(Grouped::Single(ev, loc));
+                return;
+            }
+        };
+        let Some(ts) = ev.timestamp.map(|t| t.0) else {
+            out.push(Grouped::Single(ev, loc));
+            return;
+        };
+        let gap = self.cfg.gap_secs as i64 * 1000;
+        let span = self.cfg.max_span_secs as i64 * 1000;
+        let key = GroupKey {
+            origin: loc.origin.clone(),
+            kind,
+            source,
+        };
+        let now = Instant::now();
+        let threshold = self.cfg.threshold(kind);
+        let fits = self
+            .groups
+            .get(&key)
+            .map(|g| (ts - g.last_ts).abs() <= gap && ts - g.first_ts <= span);
+        match fits {
+            Some(true) => {
+                if let Some(g) = self.groups.get_mut(&key) {
+                    g.last_ts = g.last_ts.max(ts);
+                    g.last_wall = now;
+                    add_to_group(g, &key, ev, loc, threshold, &self.cfg);
+                }
+                self.tick_clock(&key.origin, ts, out);
+                return;
+            }
+            Some(false) => {
+                // The burst is over (or too long): close it; this event opens the next one.
+                if let Some(g) = self.groups.remove(&key) {
+                    close(g, out);
+                }
+            }
+            None => {}
+        }
+        let mut g = Group {
+            seq: self.seq,
+            first_ts: ts,
+            last_ts: ts,
+            last_wall: now,
+            held: Vec::with_capacity(2),
+            incident: None,
+        };
+        add_to_group(&mut g, &key, ev, loc, threshold, &self.cfg);
+        let origin = key.origin.clone();
+        self.groups.insert(key, g);
+        if self.groups.len() > self.cfg.max_open_groups {
+            self.evict(out);
+        }
+        self.tick_clock(&origin, ts, out);
+    }
+
+    /// Advances the stream's clock; every half gap, closes its groups that went quiet.
+    fn tick_clock(&mut self, origin: &Arc<str>, ts: i64, out: &mut Vec<Grouped>) {
+        let gap = self.cfg.gap_secs as i64 * 1000;
+        let clock = self
+            .clocks
+            .entry(origin.clone())
+            .or_insert((ts, ts + gap / 2));
+        clock.0 = clock.0.max(ts);
+        if clock.0 < clock.1 {
+            return;
+        }
+        let now = clock.0;
+        clock.1 = now + (gap / 2).max(1);
+        self.close_where(out, |k, g| &k.origin == origin && now - g.last_ts > gap);
+    }
+
+    fn evict(&mut self, out: &mut Vec<Grouped>) {
+        let mut ages: Vec<(i64, u64)> = self.groups.values().map(|g| (g.last_ts, g.seq)).collect();
+        ages.sort_unstable();
+        let cut = ages.len() / 10;
+        if let Some(&limit) = ages.get(cut) {
+            self.close_where(out, |_, g| (g.last_ts, g.seq) < limit);
+        }
+    }
+
+    /// Closes the groups matching `pred`, in the order they opened.
+    fn close_where(&mut self, out: &mut Vec<Grouped>, pred: impl Fn(&GroupKey, &Group) -> bool) {
+        let keys: Vec<GroupKey> = self
+            .groups
+            .iter()
+            .filter(|(k, g)| pred(k, g))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut closing: Vec<Group> = keys.iter().filter_map(|k| self.groups.remove(k)).collect();
+        closing.sort_by_key(|g| g.seq);
+        for g in closing {
+            close(g, out);
+        }
+    }
+
+    /// Closes every group of one stream (its end of input).
+    pub fn end_stream(&mut self, origin: &str, out: &mut Vec<Grouped>) {
+        self.close_where(out, |k, _| &*k.origin == origin);
+        self.clocks.remove(origin);
+    }
+
+    /// Closes every group.
+    pub fn flush_all(&mut self, out: &mut Vec<Grouped>) {
+        self.close_where(out, |_, _| true);
+        self.clocks.clear();
+    }
+
+    /// Live mode: closes groups that got no event for `gap_secs` of wall-clock time.
+    pub fn expire_idle(&mut self, now: Instant, out: &mut Vec<Grouped>) {
+        let gap = Duration::from_secs(self.cfg.gap_secs);
+        self.close_where(out, |_, g| {
+            now.saturating_duration_since(g.last_wall) >= gap
+        });
+    }
+}
+
+fn add_to_group(
+    g: &mut Group,
+    key: &GroupKey,
+    ev: LogEvent,
+    loc: Location,
+    threshold: usize,
+    cfg: &GroupingConfig,
+) {
+    if let Some(inc) = &mut g.incident {
+        inc.add(&ev, loc);
+        return;
+    }
+    g.held.push((ev, loc));
+    if g.held.len() >= threshold {
+        let (first, first_loc) = &g.held[0];
+        let mut inc = Incident::new(key.kind, key.source.clone(), first, first_loc.clone(), cfg);
+        for (e, l) in g.held.drain(..) {
+            inc.add(&e, l);
+        }
+        g.incident = Some(inc);
+    }
+}
+
+fn close(g: Group, out: &mut Vec<Grouped>) {
+    match g.incident {
+        Some(inc) => out.push(Grouped::Incident(inc)),
+        None => out.extend(g.held.into_iter().map(|(e, l)| Grouped::Single(e, l))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse_line;
+
+    fn run(lines: &[String], cfg: GroupingConfig) -> Vec<Grouped> {
+        let origin: Arc<str> = Arc::from("access.log");
+        let mut g = Grouper::new(cfg);
+        let mut out = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            g.push(
+                parse_line(l),
+                Location::line(origin.clone(), i as u64 + 1),
+                &mut out,
+            );
+        }
+        g.flush_all(&mut out);
+        out
+    }
+
+    fn access(ip: &str, sec: u32, path: &str, status: u16) -> String {
+        format!(
+            r#"{ip} - - [15/Mar/2025:02:{:02}:{:02} +0000] "POST {path} HTTP/1.1" {status} 0 "-" "custom-bot""#,
+            14 + sec / 60,
+            sec % 60
+        )
+    }
+
+    #[test]
+    fn burst_becomes_one_incident_and_singles_pass_through() {
+        let mut lines: Vec<String> = (0..40)
+            .map(|i| access("45.33.32.156", i * 3, "/signin", 401))
+            .collect();
+        lines.insert(5, access("10.0.0.3", 7, "/contact", 200));
+        let out = run(&lines, GroupingConfig::default());
+        assert_eq!(out.len(), 2, "{out:#?}");
+        let Grouped::Incident(inc) = &out[1] else {
+            panic!("{:?}", out[1])
+        };
+        assert_eq!(inc.count, 40);
+        assert_eq!(inc.kind, BurstKind::AuthFailure);
+        assert_eq!(inc.id(), "access.log:1-41");
+        assert!(
+            matches!(&out[0], Grouped::Single(ev, loc) if loc.first_line == 6 && ev.source.as_deref() == Some("10.0.0.3"))
+        );
+    }
+
+    #[test]
+    fn below_threshold_events_pass_through_in_order() {
+        let lines: Vec<String> = (0..4)
+            .map(|i| access("1.2.3.4", i, "/login", 401))
+            .collect();
+        let out = run(&lines, GroupingConfig::default());
+        let lines_out: Vec<u64> = out
+            .iter()
+            .map(|g| match g {
+                Grouped::Single(_, l) => l.first_line,
+                Grouped::Incident(_) => 0,
+            })
+            .collect();
+        assert_eq!(lines_out, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn gap_splits_bursts() {
+        let mut lines: Vec<String> = (0..6)
+            .map(|i| access("1.2.3.4", i, "/login", 401))
+            .collect();
+        // 3 minutes later: a new burst.
+        lines.extend((0..6).map(|i| access("1.2.3.4", 200 + i, "/login", 401)));
+        let out = run(&lines, GroupingConfig::default());
+        let counts: Vec<usize> = out
+            .iter()
+            .map(|g| match g {
+                Grouped::Incident(i) => i.count,
+                Grouped::Single(..) => 1,
+            })
+            .collect();
+        assert_eq!(counts, vec![6, 6]);
+    }
+
+    #[test]
+    fn disabled_grouping_passes_everything() {
+        let lines: Vec<String> = (0..30)
+            .map(|i| access("1.2.3.4", i, "/login", 401))
+            .collect();
+        let out = run(&lines, GroupingConfig::disabled());
+        assert_eq!(out.len(), 30);
+        assert!(out.iter().all(|g| matches!(g, Grouped::Single(..))));
+    }
+
+    #[test]
+    fn output_is_deterministic_across_many_sources() {
+        let lines: Vec<String> = (0..600)
+            .map(|i| {
+                access(
+                    &format!("10.0.{}.{}", i % 7, i % 13),
+                    i / 3,
+                    &format!("/p{}", i % 5),
+                    [404, 401, 200][i as usize % 3],
+                )
+            })
+            .collect();
+        let a = run(&lines, GroupingConfig::default());
+        for _ in 0..3 {
+            assert_eq!(run(&lines, GroupingConfig::default()), a);
+        }
+    }
+
+    #[test]
+    fn eviction_keeps_memory_bounded() {
+        let lines: Vec<String> = (0..500)
+            .map(|i| access(&format!("10.1.{}.{}", i / 250, i % 250), 1, "/x", 404))
+            .collect();
+        let cfg = GroupingConfig {
+            max_open_groups: 50,
+            ..GroupingConfig::default()
+        };
+        let origin: Arc<str> = Arc::from("a");
+        let mut g = Grouper::new(cfg);
+        let mut out = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            g.push(
+                parse_line(l),
+                Location::line(origin.clone(), i as u64 + 1),
+                &mut out,
+            );
+            assert!(g.open_groups() <= 51);
+        }
+        g.flush_all(&mut out);
+        assert_eq!(out.len(), 500);
+    }
+
+    #[test]
+    fn burst_kinds() {
+        let k = |l: &str| burst_kind(&parse_line(l));
+        assert_eq!(
+            k(&access("1.1.1.1", 0, "/", 401)),
+            Some(BurstKind::AuthFailure)
+        );
+        assert_eq!(k(&access("1.1.1.1", 0, "/", 404)), Some(BurstKind::Probe));
+        assert_eq!(k(&access("1.1.1.1", 0, "/", 200)), Some(BurstKind::Request));
+        assert_eq!(
+            k("Mar 15 01:05:33 s sshd[1]: Failed password for root from 1.2.3.4 port 22 ssh2"),
+            Some(BurstKind::AuthFailure)
+        );
+        assert_eq!(
+            k("Mar 15 01:05:33 s sshd[1]: Accepted password for root from 1.2.3.4 port 22 ssh2"),
+            None
+        );
+        assert_eq!(k("EventID: 4625\nUser: x"), Some(BurstKind::AuthFailure));
+        assert_eq!(k("plain"), None);
+    }
+
+    #[test]
+    fn human_spans() {
+        assert_eq!(human_span(5), "5s");
+        assert_eq!(human_span(135), "2m15s");
+        assert_eq!(human_span(3720), "1h02m");
+    }
+}

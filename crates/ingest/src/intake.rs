@@ -1,0 +1,591 @@
+//! The intake: sources in, [`Entry`]s out, on reader threads joined by bounded queues.
+//!
+//! ```text
+//! files/stdin thread ─┐
+//! UDP syslog thread ──┼─ bounded queue ─> grouping thread ─ bounded queue ─> Intake (Iterator)
+//! TCP syslog threads ─┘
+//! ```
+//!
+//! Files are read one after the other on one thread, so the order of entries depends only
+//! on the input. Full queues make files, stdin and TCP senders wait (backpressure); UDP
+//! cannot wait, so a full queue drops the datagram and counts it in `dropped`.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tracing::warn;
+
+use crate::error::IngestError;
+use crate::event::{Format, LogEvent};
+use crate::group::{Grouped, Grouper, GroupingConfig, Incident, Location};
+use crate::stats::{add, inc, Counters, Stats};
+use crate::stream::{cut_middle, LineSplitter, Msg, Sink, Stream};
+
+/// Default cap on one entry's text.
+pub const DEFAULT_MAX_ENTRY_BYTES: usize = 64 * 1024;
+
+/// Where logs come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file (plain or gzip, or a `.evtx`), a directory (read recursively, in name order)
+    /// or a glob pattern (`logs/**/*.log`).
+    Path(PathBuf),
+    /// Standard input.
+    Stdin,
+    /// A syslog listener on UDP, one message per datagram.
+    SyslogUdp(SocketAddr),
+    /// A syslog listener on TCP, with RFC 6587 octet-counting or newline framing.
+    SyslogTcp(SocketAddr),
+}
+
+/// What to read and how.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    /// Inputs, read in this order (files before listeners' traffic is interleaved).
+    pub sources: Vec<Source>,
+    /// Each blank-line-separated block is one entry, verbatim (no parsing into separate
+    /// events, no grouping): for inputs whose entry boundaries are explicit.
+    pub blocks: bool,
+    /// Incident grouping; [`GroupingConfig::disabled`] turns it off.
+    pub grouping: GroupingConfig,
+    /// Keep reading files as they grow, across rotation and truncation (`tail -F`).
+    pub follow: bool,
+    /// Longest entry text; longer records are cut in the middle with a visible marker.
+    pub max_entry_bytes: usize,
+    /// Capacity of each queue between threads.
+    pub queue_capacity: usize,
+    /// How often followed files are checked for new data.
+    pub poll_interval: Duration,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            sources: Vec::new(),
+            blocks: false,
+            grouping: GroupingConfig::default(),
+            follow: false,
+            max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
+            queue_capacity: 1024,
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+impl IntakeConfig {
+    /// A default config reading `sources`.
+    pub fn new(sources: Vec<Source>) -> IntakeConfig {
+        IntakeConfig {
+            sources,
+            ..IntakeConfig::default()
+        }
+    }
+}
+
+/// One unit of work for the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// `path:LINE`, `path:FIRST-LAST` for multi-line records, blocks and incidents, `-:LINE`
+    /// for stdin, `syslog/udp/ADDR:N` for the N-th message of a listener.
+    pub id: String,
+    /// What the model reads: the raw record, the block, or an incident's rendering.
+    pub text: String,
+    /// Events behind this entry (1, or an incident's count).
+    pub events: usize,
+    /// Format of the record (of the first event for incidents).
+    pub format: Format,
+    /// Where it came from.
+    pub location: Location,
+    /// The parsed event, for single events.
+    pub event: Option<LogEvent>,
+    /// The incident, for bursts.
+    pub incident: Option<Incident>,
+}
+
+impl Entry {
+    fn single(ev: LogEvent, location: Location) -> Entry {
+        Entry {
+            id: location.id(),
+            text: ev.text().into_owned(),
+            events: 1,
+            format: ev.format,
+            location,
+            event: Some(ev),
+            incident: None,
+        }
+    }
+
+    fn incident(inc: Incident) -> Entry {
+        Entry {
+            id: inc.id(),
+            text: inc.render(),
+            events: inc.count,
+            format: inc.format,
+            location: Location {
+                origin: inc.first_location.origin.clone(),
+                first_line: inc.first_location.first_line,
+                last_line: inc.last_location.last_line,
+            },
+            event: None,
+            incident: Some(inc),
+        }
+    }
+}
+
+/// A running intake. Iterate it for entries; iteration ends when every finite source is
+/// exhausted (never, with listeners or `follow`, until [`Intake::shutdown`]).
+pub struct Intake {
+    rx: Receiver<Entry>,
+    counters: Arc<Counters>,
+    shutdown: Arc<AtomicBool>,
+    listeners: Vec<(Source, SocketAddr)>,
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intake")
+            .field("stats", &self.stats())
+            .field("listeners", &self.listeners)
+            .finish()
+    }
+}
+
+/// A finite input, resolved from a [`Source`].
+#[derive(Debug, Clone)]
+enum Input {
+    File(PathBuf),
+    Stdin,
+}
+
+impl Intake {
+    /// Resolves paths, binds listeners and starts the reader threads.
+    ///
+    /// Fails for a path that does not exist or a glob with no match (with the path in the
+    /// message), a listener that cannot bind, or an unusable config. Problems inside the
+    /// input are never errors here: they are counted and warned.
+    pub fn start(cfg: IntakeConfig) -> Result<Intake, IngestError> {
+        if cfg.max_entry_bytes < 64 {
+            return Err(IngestError::Config(format!(
+                "max_entry_bytes must be at least 64, got {}",
+                cfg.max_entry_bytes
+            )));
+        }
+        if cfg.queue_capacity == 0 {
+            return Err(IngestError::Config(
+                "queue_capacity must be at least 1".into(),
+            ));
+        }
+        let mut inputs = Vec::new();
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        for source in &cfg.sources {
+            match source {
+                Source::Path(p) => inputs.extend(resolve_path(p)?.into_iter().map(Input::File)),
+                Source::Stdin => inputs.push(Input::Stdin),
+                Source::SyslogUdp(addr) => {
+                    let sock = UdpSocket::bind(addr).map_err(|e| IngestError::Bind {
+                        proto: "udp",
+                        addr: *addr,
+                        source: e,
+                    })?;
+                    udp.push(sock);
+                }
+                Source::SyslogTcp(addr) => {
+                    let l = TcpListener::bind(addr).map_err(|e| IngestError::Bind {
+                        proto: "tcp",
+                        addr: *addr,
+                        source: e,
+                    })?;
+                    tcp.push(l);
+                }
+            }
+        }
+
+        let counters = Arc::new(Counters::default());
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let (raw_tx, raw_rx) = sync_channel::<Msg>(cfg.queue_capacity);
+        let (out_tx, out_rx) = sync_channel::<Entry>(cfg.queue_capacity);
+        let sink = Sink {
+            tx: raw_tx,
+            counters: counters.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let live = cfg.follow || !udp.is_empty() || !tcp.is_empty();
+        let mut listeners = Vec::new();
+
+        for sock in udp {
+            let addr = sock.local_addr().map_err(|e| IngestError::Io {
+                path: PathBuf::from("syslog/udp"),
+                source: e,
+            })?;
+            listeners.push((Source::SyslogUdp(addr), addr));
+            let sink = sink.clone();
+            let cfg = cfg.clone();
+            spawn("ingest-udp", move || {
+                crate::net::serve_udp(sock, addr, &cfg, sink)
+            })?;
+        }
+        for l in tcp {
+            let addr = l.local_addr().map_err(|e| IngestError::Io {
+                path: PathBuf::from("syslog/tcp"),
+                source: e,
+            })?;
+            listeners.push((Source::SyslogTcp(addr), addr));
+            let sink = sink.clone();
+            let cfg = cfg.clone();
+            spawn("ingest-tcp", move || {
+                crate::net::serve_tcp(l, addr, &cfg, sink)
+            })?;
+        }
+        if !inputs.is_empty() {
+            let sink = sink.clone();
+            let cfg = cfg.clone();
+            spawn("ingest-files", move || read_inputs(&inputs, &cfg, &sink))?;
+        }
+        drop(sink);
+
+        let grouping = cfg.grouping.clone();
+        let pipeline_counters = counters.clone();
+        let max = cfg.max_entry_bytes;
+        spawn("ingest-group", move || {
+            group_loop(raw_rx, &out_tx, grouping, live, max, &pipeline_counters)
+        })?;
+
+        Ok(Intake {
+            rx: out_rx,
+            counters,
+            shutdown,
+            listeners,
+        })
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// The addresses the syslog listeners are bound to (useful after binding port 0).
+    pub fn listeners(&self) -> &[(Source, SocketAddr)] {
+        &self.listeners
+    }
+
+    /// Stops listeners and followed files; the iterator ends once what was read is out.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+    }
+
+    /// Next entry, waiting at most `timeout`; `Ok(None)` when the intake has ended.
+    pub fn next_timeout(&self, timeout: Duration) -> Result<Option<Entry>, Timeout> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(e) => Ok(Some(e)),
+            Err(RecvTimeoutError::Timeout) => Err(Timeout),
+            Err(RecvTimeoutError::Disconnected) => Ok(None),
+        }
+    }
+}
+
+/// [`Intake::next_timeout`] waited in vain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout;
+
+impl Iterator for Intake {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        self.rx.recv().ok()
+    }
+}
+
+impl Drop for Intake {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), IngestError> {
+    thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .map(|_| ())
+        .map_err(IngestError::Thread)
+}
+
+fn has_glob_chars(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// A file, every file under a directory (recursively, sorted), or every glob match.
+fn resolve_path(p: &Path) -> Result<Vec<PathBuf>, IngestError> {
+    if p.is_dir() {
+        let mut out = Vec::new();
+        walk(p, &mut out);
+        return Ok(out);
+    }
+    if p.exists() {
+        return Ok(vec![p.to_path_buf()]);
+    }
+    let s = p.to_string_lossy();
+    if has_glob_chars(&s) {
+        let paths = glob::glob(&s).map_err(|e| IngestError::Glob {
+            pattern: s.to_string(),
+            source: e,
+        })?;
+        let mut out = Vec::new();
+        for m in paths {
+            match m {
+                Ok(path) if path.is_dir() => walk(&path, &mut out),
+                Ok(path) => out.push(path),
+                Err(e) => {
+                    warn!(path = %e.path().display(), reason = %e.error(), "Cannot read glob match.")
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(IngestError::NotFound {
+                path: p.to_path_buf(),
+            });
+        }
+        out.sort();
+        out.dedup();
+        return Ok(out);
+    }
+    Err(IngestError::NotFound {
+        path: p.to_path_buf(),
+    })
+}
+
+/// Regular files under `dir`, in name order. Symlinked directories are not entered, so a
+/// link loop cannot trap the walk.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            warn!(path = %dir.display(), reason = %e, "Cannot read directory.");
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk(&p, out);
+        } else if meta.is_file() || (meta.file_type().is_symlink() && p.is_file()) {
+            out.push(p);
+        }
+    }
+}
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const EVTX_MAGIC: &[u8] = b"ElfFile\0";
+
+/// Reads the finite inputs in order, then keeps following files when asked.
+fn read_inputs(inputs: &[Input], cfg: &IntakeConfig, sink: &Sink) {
+    let mut followers = Vec::new();
+    for input in inputs {
+        if sink.stopped() {
+            return;
+        }
+        let ok = match input {
+            Input::Stdin => {
+                let stdin = io::stdin();
+                let mut stream = Stream::new(
+                    Arc::from("-"),
+                    cfg.blocks,
+                    cfg.max_entry_bytes,
+                    sink.clone(),
+                );
+                read_stream(stdin.lock(), &mut stream, cfg.max_entry_bytes) && stream.finish()
+            }
+            Input::File(path) if cfg.follow => {
+                match crate::follow::Follower::open(path, cfg, sink.clone()) {
+                    Some(mut f) if f.is_plain() => {
+                        let ok = f.poll();
+                        followers.push(f);
+                        ok
+                    }
+                    Some(_) | None => read_file(path, cfg, sink),
+                }
+            }
+            Input::File(path) => read_file(path, cfg, sink),
+        };
+        if !ok {
+            return;
+        }
+    }
+    if cfg.follow {
+        crate::follow::follow_all(followers, cfg, sink);
+    }
+}
+
+/// Reads one file to its end. Returns false when the consumer has gone.
+pub(crate) fn read_file(path: &Path, cfg: &IntakeConfig, sink: &Sink) -> bool {
+    let origin: Arc<str> = Arc::from(path.display().to_string());
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            inc(&sink.counters.unreadable);
+            warn!(path = %origin, reason = %e, "Cannot open log file.");
+            return true;
+        }
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let head = match reader.fill_buf() {
+        Ok(h) => h.get(..8).unwrap_or(h).to_vec(),
+        Err(e) => {
+            inc(&sink.counters.unreadable);
+            warn!(path = %origin, reason = %e, "Cannot read log file.");
+            return true;
+        }
+    };
+    let mut stream = Stream::new(origin, cfg.blocks, cfg.max_entry_bytes, sink.clone());
+    let ok = if head.starts_with(EVTX_MAGIC) {
+        drop(reader);
+        crate::evtx_file::read_evtx(path, &mut stream)
+    } else if head.starts_with(GZIP_MAGIC) {
+        let gz = flate2::read::MultiGzDecoder::new(reader);
+        read_stream(gz, &mut stream, cfg.max_entry_bytes)
+    } else {
+        read_stream(reader, &mut stream, cfg.max_entry_bytes)
+    };
+    ok && stream.finish()
+}
+
+/// Feeds a reader through a stream. A read error (a truncated `.gz`, a vanished file) is
+/// counted and warned with the line it happened at; what was read so far is kept.
+pub(crate) fn read_stream<R: Read>(mut reader: R, stream: &mut Stream, max: usize) -> bool {
+    let mut splitter = LineSplitter::new(max);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if stream.stopped() {
+            return false;
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let line = splitter.line_no() + 1;
+                if !splitter.finish(&mut |l| stream.line(l)) {
+                    return false;
+                }
+                stream.lost(line, &format!("read error: {e}"));
+                return true;
+            }
+        };
+        if !splitter.feed(&buf[..n], &mut |l| stream.line(l)) {
+            return false;
+        }
+    }
+    splitter.finish(&mut |l| stream.line(l))
+}
+
+/// The grouping thread: events in, entries out.
+fn group_loop(
+    rx: Receiver<Msg>,
+    tx: &SyncSender<Entry>,
+    cfg: GroupingConfig,
+    live: bool,
+    max_text: usize,
+    counters: &Counters,
+) {
+    let mut grouper = Grouper::new(cfg);
+    let mut out = Vec::new();
+    let tick = Duration::from_millis(200);
+    loop {
+        let msg = if live {
+            match rx.recv_timeout(tick) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => break,
+            }
+        };
+        match msg {
+            Some(Msg::Event(ev, loc)) => grouper.push(ev, loc, &mut out),
+            Some(Msg::Entry(e)) => {
+                inc(&counters.entries);
+                if tx.send(*e).is_err() {
+                    return;
+                }
+            }
+            Some(Msg::End(origin)) => grouper.end_stream(&origin, &mut out),
+            None => grouper.expire_idle(Instant::now(), &mut out),
+        }
+        if !emit(&mut out, tx, counters, max_text) {
+            return;
+        }
+    }
+    grouper.flush_all(&mut out);
+    emit(&mut out, tx, counters, max_text);
+}
+
+fn emit(
+    out: &mut Vec<Grouped>,
+    tx: &SyncSender<Entry>,
+    counters: &Counters,
+    max_text: usize,
+) -> bool {
+    for g in out.drain(..) {
+        let mut entry = match g {
+            Grouped::Single(ev, loc) => Entry::single(ev, loc),
+            Grouped::Incident(inc_) => {
+                add(&counters.grouped, inc_.count as u64);
+                inc(&counters.incidents);
+                Entry::incident(inc_)
+            }
+        };
+        cut_middle(&mut entry.text, max_text);
+        inc(&counters.entries);
+        if tx.send(entry).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Runs the whole intake over one reader (a `Cursor`, a socket, a test fixture) and
+/// returns the entries and counts. `name` becomes the id prefix.
+pub fn ingest_reader<R: Read + Send>(
+    name: &str,
+    reader: R,
+    cfg: &IntakeConfig,
+) -> (Vec<Entry>, Stats) {
+    let counters = Arc::new(Counters::default());
+    let max = cfg.max_entry_bytes.max(64);
+    let cap = cfg.queue_capacity.max(1);
+    let (raw_tx, raw_rx) = sync_channel::<Msg>(cap);
+    let (out_tx, out_rx) = sync_channel::<Entry>(cap);
+    let sink = Sink {
+        tx: raw_tx,
+        counters: counters.clone(),
+        shutdown: Arc::new(AtomicBool::new(false)),
+    };
+    let mut stream = Stream::new(Arc::from(name), cfg.blocks, max, sink);
+    let grouping = cfg.grouping.clone();
+    let entries = thread::scope(|s| {
+        s.spawn(move || {
+            if read_stream(reader, &mut stream, max) {
+                stream.finish();
+            }
+        });
+        let c = counters.clone();
+        s.spawn(move || group_loop(raw_rx, &out_tx, grouping, false, max, &c));
+        out_rx.iter().collect()
+    });
+    (entries, counters.snapshot())
+}

@@ -1,0 +1,116 @@
+//! W3C extended log format (IIS): `#Fields:` names the columns of the space-separated
+//! lines that follow, `-` marks an empty value and `+` stands for a space in user agents.
+
+use crate::event::{non_placeholder, Format, LogEvent, Timestamp};
+
+/// Column names from a `#Fields: date time c-ip ...` directive, or `None` for other lines.
+pub fn parse_fields_directive(line: &str) -> Option<Vec<String>> {
+    let rest = line.strip_prefix("#Fields:")?;
+    let fields: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+    if fields.is_empty() {
+        None
+    } else {
+        Some(fields)
+    }
+}
+
+/// Why a W3C line did not match its header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("W3C line has {got} values, the #Fields header names {want}")]
+pub struct W3cError {
+    /// Values on the line.
+    pub got: usize,
+    /// Columns in the header.
+    pub want: usize,
+}
+
+/// Parses a data line against the `#Fields:` column names.
+pub fn parse_w3c(line: &str, fields: &[String]) -> Result<LogEvent, W3cError> {
+    let values: Vec<&str> = line.split_whitespace().collect();
+    if values.len() != fields.len() {
+        return Err(W3cError {
+            got: values.len(),
+            want: fields.len(),
+        });
+    }
+    let mut ev = LogEvent::new(Format::W3c, line.to_owned());
+    let mut date = None;
+    let mut time = None;
+    for (name, value) in fields.iter().zip(values) {
+        let value = if name.contains("User-Agent") || name.contains("Referer") {
+            value.replace('+', " ")
+        } else {
+            value.to_owned()
+        };
+        match name.as_str() {
+            "date" => date = Some(value.clone()),
+            "time" => time = Some(value.clone()),
+            "c-ip" => ev.source = non_placeholder(&value),
+            "cs-username" => ev.user = non_placeholder(&value),
+            "s-computername" => ev.host = non_placeholder(&value),
+            "s-ip" if ev.host.is_none() => ev.host = non_placeholder(&value),
+            "cs-method" => ev.set("method", value.as_str()),
+            "cs-uri-stem" => ev.set("path", value.as_str()),
+            "sc-status" => ev.set("status", value.as_str()),
+            "cs(User-Agent)" => ev.set("user_agent", value.as_str()),
+            _ => {}
+        }
+        ev.set(name, value);
+    }
+    if let (Some(d), Some(t)) = (date, time) {
+        ev.timestamp = Timestamp::parse_iso(&format!("{d}T{t}"));
+    }
+    Ok(ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken";
+
+    #[test]
+    fn iis_lines() {
+        let fields = parse_fields_directive(HEADER).expect("header");
+        assert_eq!(fields.len(), 15);
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a [(&'a str, &'a str)],
+        );
+        let cases: &[Case] = &[
+            (
+                "2025-03-15 02:14:01 10.0.0.1 GET /owa/auth/logon.aspx - 443 - 203.0.113.42 Mozilla/5.0+(Windows+NT+10.0) - 404 0 2 15",
+                Some("203.0.113.42"),
+                None,
+                &[("path", "/owa/auth/logon.aspx"), ("status", "404"), ("user_agent", "Mozilla/5.0 (Windows NT 10.0)"), ("s-port", "443")],
+            ),
+            (
+                "2025-03-15 02:14:02 10.0.0.1 POST /api/login a=1 443 CORP\\bob 2001:db8::9 curl/8 https://x/ 401 1 0 3",
+                Some("2001:db8::9"),
+                Some("CORP\\bob"),
+                &[("method", "POST"), ("cs-uri-query", "a=1"), ("status", "401")],
+            ),
+        ];
+        for (line, source, user, want) in cases {
+            let ev = parse_w3c(line, &fields).expect("parsed");
+            assert_eq!(ev.format, Format::W3c);
+            assert_eq!(ev.source.as_deref(), *source, "{line}");
+            assert_eq!(ev.user.as_deref(), *user, "{line}");
+            assert!(ev.timestamp.is_some(), "{line}");
+            for (k, v) in *want {
+                assert_eq!(ev.field(k), Some(*v), "field {k} of {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn short_line_is_an_error() {
+        let fields = parse_fields_directive(HEADER).expect("header");
+        let err = parse_w3c("2025-03-15 02:14:01 10.0.0.1 GET", &fields).unwrap_err();
+        assert_eq!(err, W3cError { got: 4, want: 15 });
+        assert_eq!(parse_fields_directive("#Software: IIS"), None);
+        assert_eq!(parse_fields_directive("#Fields:"), None);
+    }
+}
