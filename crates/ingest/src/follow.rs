@@ -62,7 +62,7 @@ impl Follower {
             identity: identity(&meta),
             offset: 0,
             splitter: LineSplitter::new(cfg.max_entry_bytes),
-            stream: Stream::new(origin, cfg.blocks, cfg.max_entry_bytes, sink),
+            stream: Stream::new(origin, cfg, sink),
             idle: 0,
             plain,
         })

@@ -64,6 +64,8 @@ pub struct IntakeConfig {
     pub queue_capacity: usize,
     /// How often followed files are checked for new data.
     pub poll_interval: Duration,
+    /// Year for RFC 3164 syslog stamps, which carry none; `None` means the current year.
+    pub syslog_year: Option<i32>,
 }
 
 impl Default for IntakeConfig {
@@ -76,6 +78,7 @@ impl Default for IntakeConfig {
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
             queue_capacity: 1024,
             poll_interval: Duration::from_millis(250),
+            syslog_year: None,
         }
     }
 }
@@ -399,12 +402,7 @@ fn read_inputs(inputs: &[Input], cfg: &IntakeConfig, sink: &Sink) {
         let ok = match input {
             Input::Stdin => {
                 let stdin = io::stdin();
-                let mut stream = Stream::new(
-                    Arc::from("-"),
-                    cfg.blocks,
-                    cfg.max_entry_bytes,
-                    sink.clone(),
-                );
+                let mut stream = Stream::new(Arc::from("-"), cfg, sink.clone());
                 read_stream(stdin.lock(), &mut stream, cfg.max_entry_bytes) && stream.finish()
             }
             Input::File(path) if cfg.follow => {
@@ -448,7 +446,7 @@ pub(crate) fn read_file(path: &Path, cfg: &IntakeConfig, sink: &Sink) -> bool {
             return true;
         }
     };
-    let mut stream = Stream::new(origin, cfg.blocks, cfg.max_entry_bytes, sink.clone());
+    let mut stream = Stream::new(origin, cfg, sink.clone());
     let ok = if head.starts_with(EVTX_MAGIC) {
         drop(reader);
         crate::evtx_file::read_evtx(path, &mut stream)
@@ -575,7 +573,11 @@ pub fn ingest_reader<R: Read + Send>(
         counters: counters.clone(),
         shutdown: Arc::new(AtomicBool::new(false)),
     };
-    let mut stream = Stream::new(Arc::from(name), cfg.blocks, max, sink);
+    let stream_cfg = IntakeConfig {
+        max_entry_bytes: max,
+        ..cfg.clone()
+    };
+    let mut stream = Stream::new(Arc::from(name), &stream_cfg, sink);
     let grouping = cfg.grouping.clone();
     let entries = thread::scope(|s| {
         s.spawn(move || {

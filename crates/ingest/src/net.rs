@@ -32,7 +32,7 @@ pub(crate) fn serve_udp(sock: UdpSocket, addr: SocketAddr, cfg: &IntakeConfig, s
         warn!(%addr, reason = %e, "Cannot set syslog socket timeout.");
     }
     let origin: Arc<str> = Arc::from(format!("syslog/udp/{addr}"));
-    let mut stream = Stream::new(origin, false, cfg.max_entry_bytes, sink.clone()).lossy();
+    let mut stream = Stream::new(origin, &stream_config(cfg), sink.clone()).lossy();
     let mut buf = vec![0u8; 65_536];
     let mut n = 0u64;
     while !sink.stopped() {
@@ -65,10 +65,10 @@ pub(crate) fn serve_tcp(listener: TcpListener, addr: SocketAddr, cfg: &IntakeCon
                 let origin = origin.clone();
                 let counter = counter.clone();
                 let sink = sink.clone();
-                let max = cfg.max_entry_bytes;
+                let cfg = stream_config(cfg);
                 let spawned = thread::Builder::new()
                     .name("ingest-tcp-conn".into())
-                    .spawn(move || serve_conn(conn, peer, origin, counter, max, sink));
+                    .spawn(move || serve_conn(conn, peer, origin, counter, &cfg, sink));
                 if let Err(e) = spawned {
                     warn!(%peer, reason = %e, "Cannot start syslog connection thread.");
                 }
@@ -82,14 +82,24 @@ pub(crate) fn serve_tcp(listener: TcpListener, addr: SocketAddr, cfg: &IntakeCon
     }
 }
 
+/// Syslog messages are records by themselves: no blocks mode.
+fn stream_config(cfg: &IntakeConfig) -> IntakeConfig {
+    IntakeConfig {
+        blocks: false,
+        sources: Vec::new(),
+        ..cfg.clone()
+    }
+}
+
 fn serve_conn(
     mut conn: TcpStream,
     peer: SocketAddr,
     origin: Arc<str>,
     counter: Arc<AtomicU64>,
-    max: usize,
+    cfg: &IntakeConfig,
     sink: Sink,
 ) {
+    let max = cfg.max_entry_bytes;
     let setup = conn
         .set_nonblocking(false)
         .and_then(|()| conn.set_read_timeout(Some(WAKE)));
@@ -97,7 +107,7 @@ fn serve_conn(
         warn!(%peer, reason = %e, "Cannot configure syslog connection.");
     }
     // Messages of one listener share a counter, so ids stay unique across connections.
-    let mut stream = Stream::new(origin, false, max, sink.clone());
+    let mut stream = Stream::new(origin, cfg, sink.clone());
     let mut framer = SyslogFramer::new(max);
     let mut buf = vec![0u8; 16 * 1024];
     let deliver = |msg: &[u8], stream: &mut Stream| {

@@ -10,7 +10,7 @@ use tracing::warn;
 
 use crate::event::LogEvent;
 use crate::group::Location;
-use crate::intake::Entry;
+use crate::intake::{Entry, IntakeConfig};
 use crate::parse::{detect_format, Framer, Parsed, Parser, Record};
 use crate::stats::{add, inc, Counters};
 
@@ -268,14 +268,14 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
-    pub fn new(origin: Arc<str>, blocks: bool, max: usize, sink: Sink) -> Stream {
+    pub fn new(origin: Arc<str>, cfg: &IntakeConfig, sink: Sink) -> Stream {
         Stream {
             origin,
-            parser: Parser::new(),
+            parser: cfg.syslog_year.map_or_else(Parser::new, Parser::with_year),
             framer: Framer::new(),
             block: None,
-            blocks,
-            max,
+            blocks: cfg.blocks,
+            max: cfg.max_entry_bytes,
             sink,
             lossy: false,
             pending: Vec::new(),

@@ -1,0 +1,60 @@
+//! Golden tests of incident rendering: each fixture in `tests/golden/` goes through the
+//! intake with default grouping; the entries must match `<fixture>.out` byte for byte.
+//! Set `UPDATE_GOLDEN=1` to rewrite the expected files after an intended change.
+
+use std::path::Path;
+
+use opensoc_ingest::{ingest_reader, Entry, IntakeConfig};
+
+fn render(entries: &[Entry]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        out.push_str(&format!(
+            "=== {} | {} | {} event(s)\n{}\n",
+            e.id, e.format, e.events, e.text
+        ));
+    }
+    out
+}
+
+fn check(fixture: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let input = std::fs::read(dir.join(fixture)).expect("fixture");
+    let cfg = IntakeConfig {
+        syslog_year: Some(2025),
+        ..IntakeConfig::default()
+    };
+    let (entries, _) = ingest_reader(fixture, input.as_slice(), &cfg);
+    let got = render(&entries);
+    // Same input, same output: run twice.
+    let (again, _) = ingest_reader(fixture, input.as_slice(), &cfg);
+    assert_eq!(render(&again), got, "output is not deterministic");
+    let expected_path = dir.join(format!("{fixture}.out"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&expected_path, &got).expect("write golden");
+        return;
+    }
+    let expected =
+        std::fs::read_to_string(&expected_path).expect("golden file (run with UPDATE_GOLDEN=1)");
+    assert_eq!(got, expected, "{fixture} rendering changed");
+}
+
+#[test]
+fn ssh_bruteforce() {
+    check("ssh_bruteforce.log");
+}
+
+#[test]
+fn web_scan() {
+    check("web_scan.log");
+}
+
+#[test]
+fn windows_failed_logons() {
+    check("windows_4625.txt");
+}
+
+#[test]
+fn flood() {
+    check("flood.log");
+}
