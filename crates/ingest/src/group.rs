@@ -19,6 +19,7 @@
 //! timing, except in live mode where [`Grouper::expire_idle`] also closes groups that got
 //! no event for `gap_secs` of wall-clock time.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -382,15 +383,12 @@ pub enum Grouped {
     /// An event on its own.
     Single(LogEvent, Location),
     /// A burst.
-    Incident(Incident),
+    Incident(Box<Incident>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct GroupKey {
-    origin: Arc<str>,
-    kind: BurstKind,
-    source: String,
-}
+/// Groups are looked up per (stream, kind) bucket, then by source: the inner map is keyed
+/// by `String` so a lookup borrows the event's source instead of allocating a key.
+type Bucket = (Arc<str>, BurstKind);
 
 #[derive(Debug)]
 struct Group {
@@ -400,14 +398,30 @@ struct Group {
     last_wall: Instant,
     /// Events held back until the group either reaches its threshold or closes.
     held: Vec<(LogEvent, Location)>,
-    incident: Option<Incident>,
+    // Boxed: groups are moved when maps grow and when they close, most never become
+    // incidents, and an inline `Incident` would make every move several times larger.
+    incident: Option<Box<Incident>>,
+}
+
+impl Group {
+    fn empty(now: Instant) -> Group {
+        Group {
+            seq: 0,
+            first_ts: 0,
+            last_ts: 0,
+            last_wall: now,
+            held: Vec::new(),
+            incident: None,
+        }
+    }
 }
 
 /// Groups a stream of events into incidents. See the module docs for the rules.
 #[derive(Debug)]
 pub struct Grouper {
     cfg: GroupingConfig,
-    groups: HashMap<GroupKey, Group>,
+    groups: HashMap<Bucket, HashMap<String, Group>>,
+    open: usize,
     /// Per stream: latest event time seen, and when to look for idle groups next.
     clocks: HashMap<Arc<str>, (i64, i64)>,
     seq: u64,
@@ -419,6 +433,7 @@ impl Grouper {
         Grouper {
             cfg,
             groups: HashMap::new(),
+            open: 0,
             clocks: HashMap::new(),
             seq: 0,
         }
@@ -426,7 +441,7 @@ impl Grouper {
 
     /// Groups still open.
     pub fn open_groups(&self) -> usize {
-        self.groups.len()
+        self.open
     }
 
     /// Feeds one event; whatever is ready goes to `out`.
@@ -440,63 +455,53 @@ impl Grouper {
             out.push(Grouped::Single(ev, loc));
             return;
         };
-        let source = match (&ev.source, &ev.user, &ev.host) {
-            (Some(s), _, _) => s.clone(),
-            (None, Some(u), Some(h)) if kind == BurstKind::AuthFailure => format!("{u}@{h}"),
-            (None, Some(u), None) if kind == BurstKind::AuthFailure => u.clone(),
-            _ => {
-                out.push(Grouped::Single(ev, loc));
-                return;
-            }
-        };
-        let Some(ts) = ev.timestamp.map(|t| t.0) else {
+        let (Some(ts), Some(source)) = (ev.timestamp.map(|t| t.0), group_source(&ev, kind)) else {
             out.push(Grouped::Single(ev, loc));
             return;
         };
         let gap = self.cfg.gap_secs as i64 * 1000;
         let span = self.cfg.max_span_secs as i64 * 1000;
-        let key = GroupKey {
-            origin: loc.origin.clone(),
-            kind,
-            source,
-        };
         let now = Instant::now();
         let threshold = self.cfg.threshold(kind);
-        let fits = self
-            .groups
-            .get(&key)
+        let origin = loc.origin.clone();
+        let bucket = self.groups.entry((origin.clone(), kind)).or_default();
+        let fits = bucket
+            .get(source.as_ref())
             .map(|g| (ts - g.last_ts).abs() <= gap && ts - g.first_ts <= span);
         match fits {
             Some(true) => {
-                if let Some(g) = self.groups.get_mut(&key) {
+                let g = bucket.get_mut(source.as_ref());
+                drop(source);
+                if let Some(g) = g {
                     g.last_ts = g.last_ts.max(ts);
                     g.last_wall = now;
-                    add_to_group(g, &key, ev, loc, threshold, &self.cfg);
-                }
-                self.tick_clock(&key.origin, ts, out);
-                return;
-            }
-            Some(false) => {
-                // The burst is over (or too long): close it; this event opens the next one.
-                if let Some(g) = self.groups.remove(&key) {
-                    close(g, out);
+                    add_to_group(g, kind, ev, loc, threshold, &self.cfg);
                 }
             }
-            None => {}
-        }
-        let mut g = Group {
-            seq: self.seq,
-            first_ts: ts,
-            last_ts: ts,
-            last_wall: now,
-            held: Vec::with_capacity(2),
-            incident: None,
-        };
-        add_to_group(&mut g, &key, ev, loc, threshold, &self.cfg);
-        let origin = key.origin.clone();
-        self.groups.insert(key, g);
-        if self.groups.len() > self.cfg.max_open_groups {
-            self.evict(out);
+            fits => {
+                let key = source.into_owned();
+                if fits == Some(false) {
+                    // The burst is over (or too long): close it; this event opens the next.
+                    if let Some(g) = bucket.remove(&key) {
+                        self.open -= 1;
+                        close(g, out);
+                    }
+                }
+                let mut g = Group {
+                    seq: self.seq,
+                    first_ts: ts,
+                    last_ts: ts,
+                    last_wall: now,
+                    held: Vec::new(),
+                    incident: None,
+                };
+                add_to_group(&mut g, kind, ev, loc, threshold, &self.cfg);
+                bucket.insert(key, g);
+                self.open += 1;
+                if self.open > self.cfg.max_open_groups {
+                    self.evict(out);
+                }
+            }
         }
         self.tick_clock(&origin, ts, out);
     }
@@ -504,21 +509,28 @@ impl Grouper {
     /// Advances the stream's clock; every half gap, closes its groups that went quiet.
     fn tick_clock(&mut self, origin: &Arc<str>, ts: i64, out: &mut Vec<Grouped>) {
         let gap = self.cfg.gap_secs as i64 * 1000;
-        let clock = self
-            .clocks
-            .entry(origin.clone())
-            .or_insert((ts, ts + gap / 2));
+        let clock = match self.clocks.get_mut(origin) {
+            Some(c) => c,
+            None => self
+                .clocks
+                .entry(origin.clone())
+                .or_insert((ts, ts + gap / 2)),
+        };
         clock.0 = clock.0.max(ts);
         if clock.0 < clock.1 {
             return;
         }
         let now = clock.0;
         clock.1 = now + (gap / 2).max(1);
-        self.close_where(out, |k, g| &k.origin == origin && now - g.last_ts > gap);
+        self.close_where(out, |b, g| &b.0 == origin && now - g.last_ts > gap);
     }
 
     fn evict(&mut self, out: &mut Vec<Grouped>) {
-        let mut ages: Vec<(i64, u64)> = self.groups.values().map(|g| (g.last_ts, g.seq)).collect();
+        let mut ages: Vec<(i64, u64)> = self
+            .groups
+            .values()
+            .flat_map(|m| m.values().map(|g| (g.last_ts, g.seq)))
+            .collect();
         ages.sort_unstable();
         let cut = ages.len() / 10;
         if let Some(&limit) = ages.get(cut) {
@@ -527,14 +539,22 @@ impl Grouper {
     }
 
     /// Closes the groups matching `pred`, in the order they opened.
-    fn close_where(&mut self, out: &mut Vec<Grouped>, pred: impl Fn(&GroupKey, &Group) -> bool) {
-        let keys: Vec<GroupKey> = self
-            .groups
-            .iter()
-            .filter(|(k, g)| pred(k, g))
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut closing: Vec<Group> = keys.iter().filter_map(|k| self.groups.remove(k)).collect();
+    fn close_where(&mut self, out: &mut Vec<Grouped>, pred: impl Fn(&Bucket, &Group) -> bool) {
+        let mut closing: Vec<Group> = Vec::new();
+        let now = Instant::now();
+        for (bucket, groups) in &mut self.groups {
+            // `retain` hands out `&mut Group`: swap in an empty one to move the group out
+            // without cloning its key.
+            groups.retain(|_, g| {
+                if pred(bucket, g) {
+                    closing.push(std::mem::replace(g, Group::empty(now)));
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.open -= closing.len();
         closing.sort_by_key(|g| g.seq);
         for g in closing {
             close(g, out);
@@ -543,13 +563,15 @@ impl Grouper {
 
     /// Closes every group of one stream (its end of input).
     pub fn end_stream(&mut self, origin: &str, out: &mut Vec<Grouped>) {
-        self.close_where(out, |k, _| &*k.origin == origin);
+        self.close_where(out, |b, _| &*b.0 == origin);
+        self.groups.retain(|b, _| &*b.0 != origin);
         self.clocks.remove(origin);
     }
 
     /// Closes every group.
     pub fn flush_all(&mut self, out: &mut Vec<Grouped>) {
         self.close_where(out, |_, _| true);
+        self.groups.clear();
         self.clocks.clear();
     }
 
@@ -562,9 +584,22 @@ impl Grouper {
     }
 }
 
+/// The source a burst is keyed by: the address, or for auth failures without one (sudo,
+/// su), `user@host`.
+fn group_source(ev: &LogEvent, kind: BurstKind) -> Option<Cow<'_, str>> {
+    match (&ev.source, &ev.user, &ev.host) {
+        (Some(s), _, _) => Some(Cow::Borrowed(s.as_str())),
+        (None, Some(u), Some(h)) if kind == BurstKind::AuthFailure => {
+            Some(Cow::Owned(format!("{u}@{h}")))
+        }
+        (None, Some(u), None) if kind == BurstKind::AuthFailure => Some(Cow::Borrowed(u.as_str())),
+        _ => None,
+    }
+}
+
 fn add_to_group(
     g: &mut Group,
-    key: &GroupKey,
+    kind: BurstKind,
     ev: LogEvent,
     loc: Location,
     threshold: usize,
@@ -577,11 +612,14 @@ fn add_to_group(
     g.held.push((ev, loc));
     if g.held.len() >= threshold {
         let (first, first_loc) = &g.held[0];
-        let mut inc = Incident::new(key.kind, key.source.clone(), first, first_loc.clone(), cfg);
+        let source = group_source(first, kind)
+            .map(Cow::into_owned)
+            .unwrap_or_default();
+        let mut inc = Incident::new(kind, source, first, first_loc.clone(), cfg);
         for (e, l) in g.held.drain(..) {
             inc.add(&e, l);
         }
-        g.incident = Some(inc);
+        g.incident = Some(Box::new(inc));
     }
 }
 

@@ -126,7 +126,7 @@ impl Entry {
         }
     }
 
-    fn incident(inc: Incident) -> Entry {
+    fn incident(inc: Box<Incident>) -> Entry {
         Entry {
             id: inc.id(),
             text: inc.render(),
@@ -138,7 +138,7 @@ impl Entry {
                 last_line: inc.last_location.last_line,
             },
             event: None,
-            incident: Some(inc),
+            incident: Some(*inc),
         }
     }
 }

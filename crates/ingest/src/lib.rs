@@ -67,7 +67,7 @@ mod stats;
 mod stream;
 
 pub use error::IngestError;
-pub use event::{Format, LogEvent, Timestamp};
+pub use event::{Fields, Format, LogEvent, Timestamp};
 pub use group::{BurstKind, Grouped, Grouper, GroupingConfig, Incident, Location};
 pub use intake::{
     ingest_reader, Entry, Intake, IntakeConfig, Source, Timeout, DEFAULT_MAX_ENTRY_BYTES,

@@ -68,7 +68,7 @@ fn receives_every_message_over_udp_and_tcp() {
     octet.flush().expect("flush");
     let mut lines = TcpStream::connect(tcp_addr).expect("connect");
     for i in 0..N {
-        write!(lines, "<34>Mar 15 01:05:33 host app: tcp line {i}\n").expect("write");
+        writeln!(lines, "<34>Mar 15 01:05:33 host app: tcp line {i}").expect("write");
     }
     lines
         .write_all(b"<34>Mar 15 01:05:33 host app: split ")

@@ -42,10 +42,9 @@ pub fn parse_access(line: &str) -> Option<LogEvent> {
     ev.timestamp = Timestamp::parse_clf(date);
     ev.source = non_placeholder(client);
     ev.user = non_placeholder(user);
-    ev.set("client", client);
+    // `source` already holds the client and `timestamp` the date; keep fields lean, this
+    // is the hot path for big web logs.
     ev.set("ident", ident);
-    ev.set("time", date);
-    ev.set("request", request.as_ref());
     // `METHOD TARGET PROTOCOL`; attack payloads often leave spaces in TARGET unencoded, so
     // the protocol is taken from the end.
     if let Some((method, rest)) = request.split_once(' ') {
@@ -55,12 +54,21 @@ pub fn parse_access(line: &str) -> Option<LogEvent> {
                 _ => (rest, None),
             };
             ev.set("method", method);
-            ev.set("path", target.split('?').next().unwrap_or(target));
-            ev.set("url", target);
+            let path = target.split('?').next().unwrap_or(target);
+            ev.set("path", path);
+            if path.len() != target.len() {
+                ev.set("url", target);
+            }
             if let Some(p) = proto {
                 ev.set("protocol", p);
             }
         }
+    }
+    if ev.field("method").is_none() {
+        ev.set("request", request.as_ref());
+    }
+    if ev.timestamp.is_none() {
+        ev.set("time", date);
     }
     ev.set("status", status);
     ev.set("bytes", bytes);

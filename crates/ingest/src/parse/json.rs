@@ -92,12 +92,12 @@ fn flatten(obj: &Map<String, Value>, prefix: &str, ev: &mut LogEvent, depth: usi
             Value::Object(_) | Value::Array(_) => {
                 let s = v.to_string();
                 if s.len() <= 512 {
-                    ev.set(&key, s);
+                    ev.set(key, s);
                 }
             }
-            Value::String(s) => ev.set(&key, s.as_str()),
-            Value::Number(n) => ev.set(&key, n.to_string()),
-            Value::Bool(b) => ev.set(&key, b.to_string()),
+            Value::String(s) => ev.set(key, s.as_str()),
+            Value::Number(n) => ev.set(key, n.to_string()),
+            Value::Bool(b) => ev.set(key, b.to_string()),
             Value::Null => {}
         }
     }
@@ -108,7 +108,7 @@ fn take(ev: &LogEvent, keys: &[&str]) -> Option<String> {
         .find_map(|k| ev.field(k).and_then(non_placeholder))
 }
 
-fn alias(ev: &mut LogEvent, to: &str, from: &[&str]) {
+fn alias(ev: &mut LogEvent, to: &'static str, from: &[&str]) {
     if ev.field(to).is_none() {
         if let Some(v) = take(ev, from) {
             ev.set(to, v);
@@ -211,7 +211,7 @@ fn ecs(ev: &mut LogEvent) {
         .iter()
         .filter_map(|(k, v)| {
             k.strip_prefix("winlog.event_data.")
-                .map(|n| (n.to_owned(), v.clone()))
+                .map(|n| (n.to_owned(), v.to_owned()))
         })
         .collect();
     ev.fields.retain(|k, _| {
@@ -221,7 +221,7 @@ fn ecs(ev: &mut LogEvent) {
             && k != "@timestamp"
     });
     for (k, v) in data {
-        ev.set(&k, v);
+        ev.set(k, v);
     }
     match ev.field("event.outcome") {
         Some("failure") => ev.set("outcome", "failure"),

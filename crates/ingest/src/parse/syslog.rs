@@ -64,7 +64,7 @@ fn parse_5424(line: &str, pri: Option<u8>, body: &str) -> Option<LogEvent> {
     ev.set("pid", procid);
     ev.set("msgid", msgid);
     for (k, v) in sd {
-        ev.set(&format!("sd.{k}"), v);
+        ev.set(format!("sd.{k}"), v);
     }
     ev.set("message", msg);
     auth_details(&mut ev, app, msg);

@@ -55,7 +55,7 @@ pub fn parse_w3c(line: &str, fields: &[String]) -> Result<LogEvent, W3cError> {
             "cs(User-Agent)" => ev.set("user_agent", value.as_str()),
             _ => {}
         }
-        ev.set(name, value);
+        ev.set(name.clone(), value);
     }
     if let (Some(d), Some(t)) = (date, time) {
         ev.timestamp = Timestamp::parse_iso(&format!("{d}T{t}"));

@@ -119,7 +119,7 @@ pub fn parse_windows_text(record: &str) -> Option<LogEvent> {
                 }
                 ev.set("additional", value);
             }
-            _ => ev.set(key, value),
+            _ => ev.set(key.to_owned(), value),
         }
     }
     set_outcome(&mut ev);
@@ -211,7 +211,7 @@ pub(crate) fn parse_event_xml(xml: &str, format: Format) -> Result<LogEvent, Xml
                                 format!("data{unnamed}")
                             }
                         };
-                        ev.set(&key, value);
+                        ev.set(key, value);
                     }
                     _ => {}
                 }
@@ -303,8 +303,9 @@ pub fn render_compact(ev: &LogEvent) -> String {
     ];
     let data: Vec<String> = ev
         .fields
-        .iter()
-        .filter(|(k, _)| !SHOWN.contains(&k.as_str()))
+        .sorted()
+        .into_iter()
+        .filter(|(k, _)| !SHOWN.contains(k))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     if !data.is_empty() {
