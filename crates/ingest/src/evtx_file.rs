@@ -7,7 +7,7 @@ use std::path::Path;
 use evtx::EvtxParser;
 use tracing::warn;
 
-use crate::event::Format;
+use crate::event::{Format, LogEvent};
 use crate::group::Location;
 use crate::parse::windows::parse_event_xml;
 use crate::stats::inc;
@@ -61,4 +61,21 @@ fn read_records(path: &Path, stream: &mut Stream) -> bool {
         }
     }
     true
+}
+
+/// Parses the records of an EVTX file held in memory: `Err` when the file header is
+/// unusable, otherwise one result per record (a malformed record is an `Err` with the
+/// reason, and the records after it are still read).
+pub fn parse_evtx(buffer: Vec<u8>) -> Result<Vec<Result<LogEvent, String>>, String> {
+    let run = || -> Result<Vec<Result<LogEvent, String>>, String> {
+        let mut parser = EvtxParser::from_buffer(buffer).map_err(|e| e.to_string())?;
+        Ok(parser
+            .records()
+            .map(|rec| {
+                let rec = rec.map_err(|e| e.to_string())?;
+                parse_event_xml(&rec.data, Format::Evtx).map_err(|e| e.to_string())
+            })
+            .collect())
+    };
+    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| Err("EVTX parser panicked".to_owned()))
 }

@@ -29,8 +29,10 @@ use serde::Serialize;
 
 use crate::event::{Format, LogEvent, Timestamp};
 
-/// Windows and thresholds of incident grouping.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Windows and thresholds of incident grouping. Deserialises from e.g. TOML or JSON with
+/// every field optional (missing fields take the defaults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct GroupingConfig {
     /// Off: every event is its own entry.
     pub enabled: bool,

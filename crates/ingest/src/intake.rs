@@ -46,6 +46,28 @@ pub enum Source {
     SyslogTcp(SocketAddr),
 }
 
+impl std::str::FromStr for Source {
+    type Err = IngestError;
+
+    /// `-` is stdin, `udp://ADDR` and `tcp://ADDR` are syslog listeners (`udp://0.0.0.0:514`),
+    /// anything else is a path, directory or glob.
+    fn from_str(s: &str) -> Result<Source, IngestError> {
+        let listener = |rest: &str| {
+            rest.parse::<SocketAddr>()
+                .map_err(|e| IngestError::Config(format!("bad syslog address {s:?}: {e}")))
+        };
+        if s == "-" {
+            Ok(Source::Stdin)
+        } else if let Some(rest) = s.strip_prefix("udp://") {
+            Ok(Source::SyslogUdp(listener(rest)?))
+        } else if let Some(rest) = s.strip_prefix("tcp://") {
+            Ok(Source::SyslogTcp(listener(rest)?))
+        } else {
+            Ok(Source::Path(PathBuf::from(s)))
+        }
+    }
+}
+
 /// What to read and how.
 #[derive(Debug, Clone)]
 pub struct IntakeConfig {

@@ -254,3 +254,85 @@ fn stats_display_is_one_line() {
     assert!(text.starts_with("read 3, parsed 0"), "{text}");
     assert!(!text.contains('\n'));
 }
+
+#[test]
+fn malformed_evtx_is_counted_and_the_next_file_is_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An EVTX magic with a garbage header, and one with a plausible size but random body.
+    let mut bad = b"ElfFile\0".to_vec();
+    bad.extend((0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    let a = write(dir.path(), "a.evtx", &bad);
+    let b = write(dir.path(), "b.evtx", b"ElfFile\0short");
+    let c = write(dir.path(), "c.log", b"still read\n");
+    let (entries, stats) = run(ungrouped(vec![
+        Source::Path(a),
+        Source::Path(b),
+        Source::Path(c),
+    ]));
+    let texts: Vec<&str> = entries.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(texts, vec!["still read"]);
+    assert!(stats.unreadable + stats.skipped >= 2, "{stats}");
+
+    assert!(opensoc_ingest::parse_evtx(b"ElfFile\0short".to_vec()).is_err());
+    assert!(opensoc_ingest::parse_evtx(b"not evtx".to_vec()).is_err());
+}
+
+#[test]
+fn unreadable_file_among_many_is_counted_and_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "a.log", b"from a\n");
+    std::os::unix::fs::symlink(dir.path().join("missing-target"), dir.path().join("b.log"))
+        .expect("symlink");
+    write(dir.path(), "c.log", b"from c\n");
+    let (entries, stats) = run(ungrouped(vec![Source::Path(dir.path().join("*.log"))]));
+    let texts: Vec<&str> = entries.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(texts, vec!["from a", "from c"]);
+    assert_eq!(stats.unreadable, 1, "{stats}");
+}
+
+#[test]
+fn windows_xml_export_file_is_parsed_per_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Events>\n<Event xmlns=\"http://schemas.microsoft.com/win/2004/08/events/event\">\n  <System>\n    <EventID>4625</EventID>\n    <TimeCreated SystemTime=\"2025-03-15T02:14:01Z\"/>\n    <Computer>DC-01</Computer>\n  </System>\n  <EventData>\n    <Data Name=\"TargetUserName\">admin</Data>\n    <Data Name=\"IpAddress\">203.0.113.42</Data>\n  </EventData>\n</Event>\n<Event xmlns=\"http://schemas.microsoft.com/win/2004/08/events/event\"><System><EventID>4624</EventID><Computer>DC-01</Computer></System></Event>\n</Events>\n";
+    let p = write(dir.path(), "export.xml", xml.as_bytes());
+    let (entries, stats) = run(ungrouped(vec![Source::Path(p.clone())]));
+    let name = p.display().to_string();
+    let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, vec![format!("{name}:3-13"), format!("{name}:14")]);
+    assert!(entries.iter().all(|e| e.format == Format::WindowsXml));
+    assert_eq!(
+        entries[0].text,
+        "EventID: 4625\nTimestamp: 2025-03-15T02:14:01Z\nSource IP: 203.0.113.42\nUser: admin\nDescription: Failed Login\nComputer: DC-01"
+    );
+    assert_eq!(stats.malformed, 0, "{stats}");
+}
+
+#[test]
+fn sources_parse_from_cli_strings() {
+    let cases: [(&str, Source); 4] = [
+        ("-", Source::Stdin),
+        (
+            "udp://127.0.0.1:5514",
+            Source::SyslogUdp("127.0.0.1:5514".parse().expect("addr")),
+        ),
+        (
+            "tcp://[::1]:601",
+            Source::SyslogTcp("[::1]:601".parse().expect("addr")),
+        ),
+        ("logs/**/*.log", Source::Path("logs/**/*.log".into())),
+    ];
+    for (text, want) in cases {
+        assert_eq!(text.parse::<Source>().expect(text), want);
+    }
+    assert!("udp://nonsense".parse::<Source>().is_err());
+}
+
+#[test]
+fn grouping_config_deserialises_with_defaults() {
+    let cfg: GroupingConfig =
+        serde_json::from_str(r#"{"gap_secs": 30, "auth_failures": 3}"#).expect("config");
+    assert_eq!(cfg.gap_secs, 30);
+    assert_eq!(cfg.auth_failures, 3);
+    assert_eq!(cfg.probes, GroupingConfig::default().probes);
+    assert!(serde_json::from_str::<GroupingConfig>(r#"{"gap": 30}"#).is_err());
+}

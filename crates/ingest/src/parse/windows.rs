@@ -306,6 +306,12 @@ pub fn render_compact(ev: &LogEvent) -> String {
         .sorted()
         .into_iter()
         .filter(|(k, _)| !SHOWN.contains(k))
+        // Values already shown as Source IP / User / Computer add nothing.
+        .filter(|(_, v)| {
+            [&ev.source, &ev.user, &ev.host]
+                .iter()
+                .all(|s| s.as_deref() != Some(*v))
+        })
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     if !data.is_empty() {
@@ -392,7 +398,7 @@ mod tests {
         assert_eq!(ev.user.as_deref(), Some("Administrator"));
         assert_eq!(
             ev.text(),
-            "EventID: 4625\nTimestamp: 2025-03-15T02:14:01.512Z\nSource IP: 203.0.113.42\nUser: Administrator\nDescription: Failed Login\nComputer: DC-01.corp.local\nProvider: Microsoft-Windows-Security-Auditing\nData: FailureReason=%%2313 & <more>; IpAddress=::ffff:203.0.113.42; LogonType=3; TargetUserName=Administrator; WorkstationName=KALI"
+            "EventID: 4625\nTimestamp: 2025-03-15T02:14:01.512Z\nSource IP: 203.0.113.42\nUser: Administrator\nDescription: Failed Login\nComputer: DC-01.corp.local\nProvider: Microsoft-Windows-Security-Auditing\nData: FailureReason=%%2313 & <more>; IpAddress=::ffff:203.0.113.42; LogonType=3; WorkstationName=KALI"
         );
     }
 
