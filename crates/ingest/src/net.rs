@@ -3,7 +3,7 @@
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -19,6 +19,10 @@ const WAKE: Duration = Duration::from_millis(200);
 
 /// Largest octet-counted frame accepted; a bigger length prefix is a framing error.
 const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Open TCP connections per listener; more are refused so a flood of connections cannot
+/// exhaust threads.
+const MAX_CONNECTIONS: usize = 256;
 
 fn transient(e: &io::Error) -> bool {
     matches!(
@@ -59,17 +63,29 @@ pub(crate) fn serve_tcp(listener: TcpListener, addr: SocketAddr, cfg: &IntakeCon
     }
     let origin: Arc<str> = Arc::from(format!("syslog/tcp/{addr}"));
     let counter = Arc::new(AtomicU64::new(0));
+    let active = Arc::new(AtomicUsize::new(0));
     while !sink.stopped() {
         match listener.accept() {
+            Ok((_conn, peer)) if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS => {
+                inc(&sink.counters.unreadable);
+                warn!(%peer, limit = MAX_CONNECTIONS, "Refused syslog connection: too many open.");
+            }
             Ok((conn, peer)) => {
+                let conn_active = active.clone();
+                active.fetch_add(1, Ordering::Relaxed);
                 let origin = origin.clone();
                 let counter = counter.clone();
                 let sink = sink.clone();
                 let cfg = stream_config(cfg);
-                let spawned = thread::Builder::new()
-                    .name("ingest-tcp-conn".into())
-                    .spawn(move || serve_conn(conn, peer, origin, counter, &cfg, sink));
+                let spawned =
+                    thread::Builder::new()
+                        .name("ingest-tcp-conn".into())
+                        .spawn(move || {
+                            serve_conn(conn, peer, origin, counter, &cfg, sink);
+                            conn_active.fetch_sub(1, Ordering::Relaxed);
+                        });
                 if let Err(e) = spawned {
+                    active.fetch_sub(1, Ordering::Relaxed);
                     warn!(%peer, reason = %e, "Cannot start syslog connection thread.");
                 }
             }

@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-/// Counts of what the intake did. Every record lands in exactly one of `parsed`,
-/// `plain` (these two include `malformed`) or `skipped`.
+/// Counts of what the intake did. `read` counts records; `parsed` and `plain` count the
+/// events made from them (a CloudTrail `{"Records": [...]}` line is one record and many
+/// events; a W3C `#Fields:` directive is a record and no event); `skipped` counts records
+/// and input that were not passed on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     /// Records read: lines or multi-line records, blocks, syslog messages, EVTX records.

@@ -58,3 +58,22 @@ fn follows_appends_truncation_and_rotation() {
 
     intake.shutdown();
 }
+
+#[test]
+fn pending_multi_line_record_and_partial_line_come_out_when_the_writer_pauses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("events.txt");
+    append(&log, "EventID: 4625\nUser: bob\npartial without newline");
+    let cfg = IntakeConfig {
+        follow: true,
+        grouping: GroupingConfig::disabled(),
+        poll_interval: Duration::from_millis(20),
+        ..IntakeConfig::new(vec![Source::Path(log)])
+    };
+    let intake = Intake::start(cfg).expect("start");
+    assert_eq!(
+        next_texts(&intake, 2),
+        vec!["EventID: 4625\nUser: bob", "partial without newline"]
+    );
+    intake.shutdown();
+}
