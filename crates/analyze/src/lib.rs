@@ -87,7 +87,11 @@ impl Analyzer {
             text = format!("{head}\n[... {cut_tokens} tokens cut ...]\n{tail}");
         } else if cut_bytes > 0 {
             let mid = floor_char_boundary(&text, text.len() / 2);
-            text = format!("{}\n[... {cut_bytes} bytes cut ...]\n{}", &text[..mid], &text[mid..]);
+            text = format!(
+                "{}\n[... {cut_bytes} bytes cut ...]\n{}",
+                &text[..mid],
+                &text[mid..]
+            );
         }
         let warning = (cut_bytes > 0 || cut_tokens > 0).then(|| {
             format!(
@@ -106,13 +110,20 @@ impl Analyzer {
         };
         let (input, shortened) = self.fit_input(log_text).map_err(err)?;
         let prompt = Prompt::new(&self.config.instruction, &input);
-        let ids = self.model.tokenizer.encode_prompt(&prompt.text()).map_err(err)?;
+        let ids = self
+            .model
+            .tokenizer
+            .encode_prompt(&prompt.text())
+            .map_err(err)?;
         let opts = GenerateOptions {
             max_new_tokens: self.config.max_new_tokens,
             stop: STOP_MARKERS.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         };
-        let generation = self.model.generate(&ids, &opts, Some(&self.prefix)).map_err(err)?;
+        let generation = self
+            .model
+            .generate(&ids, &opts, Some(&self.prefix))
+            .map_err(err)?;
         let mut verdict = self.verdict(id, &input, &generation);
         verdict.warnings.extend(shortened);
         Ok(verdict)

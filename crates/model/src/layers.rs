@@ -21,7 +21,11 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm(&xs.contiguous()?, &self.weight, self.eps)?)
+        Ok(candle_nn::ops::rms_norm(
+            &xs.contiguous()?,
+            &self.weight,
+            self.eps,
+        )?)
     }
 }
 

@@ -40,8 +40,16 @@ impl Attention {
         let gguf = w.gguf().is_some();
         let rot = |heads| gguf.then_some((heads, hd));
         Ok(Attention {
-            q_proj: w.linear(&format!("{prefix}.q_proj.weight"), (q_out, h), rot(cfg.num_heads))?,
-            k_proj: w.linear(&format!("{prefix}.k_proj.weight"), (kv_out, h), rot(cfg.num_kv_heads))?,
+            q_proj: w.linear(
+                &format!("{prefix}.q_proj.weight"),
+                (q_out, h),
+                rot(cfg.num_heads),
+            )?,
+            k_proj: w.linear(
+                &format!("{prefix}.k_proj.weight"),
+                (kv_out, h),
+                rot(cfg.num_kv_heads),
+            )?,
             v_proj: w.linear(&format!("{prefix}.v_proj.weight"), (kv_out, h), None)?,
             o_proj: w.linear(&format!("{prefix}.o_proj.weight"), (h, q_out), None)?,
             num_heads: cfg.num_heads,
@@ -59,7 +67,9 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, _) = xs.dims3()?;
         let heads = |x: Tensor, n: usize| -> Result<Tensor> {
-            Ok(x.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?.contiguous()?)
+            Ok(x.reshape((b, t, n, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
         };
         let q = heads(self.q_proj.forward(xs)?, self.num_heads)?;
         let k = heads(self.k_proj.forward(xs)?, self.num_kv_heads)?;
@@ -82,7 +92,9 @@ impl Attention {
         }
         let att = softmax_last_dim(&att)?;
         let ys = att.matmul(&v.contiguous()?)?;
-        let ys = ys.transpose(1, 2)?.reshape((b, t, self.num_heads * self.head_dim))?;
+        let ys = ys
+            .transpose(1, 2)?
+            .reshape((b, t, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&ys)
     }
 }
@@ -234,7 +246,12 @@ impl Llama {
     /// Runs `tokens` (`[batch, seq]`) after what `cache` holds. Returns logits of the last
     /// position (`[batch, vocab]`), or of every position (`[batch, seq, vocab]`) when
     /// `all_positions`; the head is the largest matmul, so skip it where unneeded.
-    pub fn forward(&self, tokens: &Tensor, cache: &mut KvCache, all_positions: bool) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        tokens: &Tensor,
+        cache: &mut KvCache,
+        all_positions: bool,
+    ) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
         let offset = cache.len;
         if offset + t > self.max_len() {
@@ -251,11 +268,17 @@ impl Llama {
             let residual = &xs;
             let h = block.input_layernorm.forward(&xs)?;
             let h = (block.self_attn.forward(&h, &self.rotary, offset, slot)? + residual)?;
-            let m = block.mlp.forward(&block.post_attention_layernorm.forward(&h)?)?;
+            let m = block
+                .mlp
+                .forward(&block.post_attention_layernorm.forward(&h)?)?;
             xs = (m + h)?;
         }
         cache.len += t;
-        let xs = if all_positions { xs } else { xs.narrow(1, t - 1, 1)? };
+        let xs = if all_positions {
+            xs
+        } else {
+            xs.narrow(1, t - 1, 1)?
+        };
         let logits = self.lm_head.forward(&self.norm.forward(&xs)?)?;
         if all_positions {
             Ok(logits)
@@ -267,7 +290,11 @@ impl Llama {
     /// Mutable access to every projection, by `(layer, module name)`, for adapters.
     pub fn projections_mut(&mut self) -> impl Iterator<Item = (usize, &'static str, &mut Linear)> {
         self.layers.iter_mut().enumerate().flat_map(|(i, b)| {
-            let Block { self_attn: a, mlp: m, .. } = b;
+            let Block {
+                self_attn: a,
+                mlp: m,
+                ..
+            } = b;
             [
                 ("q_proj", &mut a.q_proj),
                 ("k_proj", &mut a.k_proj),
@@ -284,7 +311,9 @@ impl Llama {
 
     /// Logits in f32 as a flat vector (tests, evaluation).
     pub fn logits_vec(logits: &Tensor) -> Result<Vec<f32>> {
-        Ok(logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+        Ok(logits
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
     }
 }
-

@@ -19,7 +19,10 @@ pub enum ModelSource {
     /// A directory with `config.json`, `tokenizer.json` and `*.safetensors`.
     HfDir(PathBuf),
     /// `hf:ORG/NAME[@REV]`: fetched from the Hugging Face hub (needs the `hub` feature).
-    Hub { repo: String, revision: Option<String> },
+    Hub {
+        repo: String,
+        revision: Option<String>,
+    },
 }
 
 impl FromStr for ModelSource {
@@ -32,7 +35,9 @@ impl FromStr for ModelSource {
                 None => (rest, None),
             };
             if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) {
-                return Err(ModelError::Fetch(format!("{s:?}: expected hf:ORG/NAME[@REVISION]")));
+                return Err(ModelError::Fetch(format!(
+                    "{s:?}: expected hf:ORG/NAME[@REVISION]"
+                )));
             }
             return Ok(ModelSource::Hub {
                 repo: repo.to_string(),
@@ -52,8 +57,14 @@ impl fmt::Display for ModelSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ModelSource::Gguf(p) | ModelSource::HfDir(p) => write!(f, "{}", p.display()),
-            ModelSource::Hub { repo, revision: Some(r) } => write!(f, "hf:{repo}@{r}"),
-            ModelSource::Hub { repo, revision: None } => write!(f, "hf:{repo}"),
+            ModelSource::Hub {
+                repo,
+                revision: Some(r),
+            } => write!(f, "hf:{repo}@{r}"),
+            ModelSource::Hub {
+                repo,
+                revision: None,
+            } => write!(f, "hf:{repo}"),
         }
     }
 }
@@ -162,13 +173,18 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     let mut files: Vec<PathBuf> = if index.exists() {
         let text = std::fs::read_to_string(&index).map_err(io_err(&index))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::BadConfig {
-            path: index.clone(),
-            reason: e.to_string(),
-        })?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ModelError::BadConfig {
+                path: index.clone(),
+                reason: e.to_string(),
+            })?;
         let mut names: Vec<String> = v["weight_map"]
             .as_object()
-            .map(|m| m.values().filter_map(|f| f.as_str().map(String::from)).collect())
+            .map(|m| {
+                m.values()
+                    .filter_map(|f| f.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         names.sort();
         names.dedup();

@@ -16,7 +16,9 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
+use tokenizers::{
+    AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior,
+};
 
 use crate::error::{ModelError, Result};
 
@@ -49,7 +51,12 @@ fn tok_err(e: impl std::fmt::Display) -> ModelError {
 }
 
 impl Tokenizer {
-    fn new(special: tokenizers::Tokenizer, bos: Option<u32>, post_process: bool, eos: Option<u32>) -> Self {
+    fn new(
+        special: tokenizers::Tokenizer,
+        bos: Option<u32>,
+        post_process: bool,
+        eos: Option<u32>,
+    ) -> Self {
         let mut plain = special.clone();
         plain.set_encode_special_tokens(true);
         let mut eos: Vec<u32> = eos.into_iter().collect();
@@ -89,7 +96,10 @@ impl Tokenizer {
         };
         let id = |key: &str| md.get(key).and_then(|v| v.to_u32().ok());
         let tokens = strings("tokenizer.ggml.tokens")?;
-        let types: Vec<i32> = match md.get("tokenizer.ggml.token_type").and_then(|v| v.to_vec().ok()) {
+        let types: Vec<i32> = match md
+            .get("tokenizer.ggml.token_type")
+            .and_then(|v| v.to_vec().ok())
+        {
             Some(vs) => vs.iter().map(|v| v.to_i32().unwrap_or(1)).collect(),
             None => vec![1; tokens.len()],
         };
@@ -122,13 +132,20 @@ impl Tokenizer {
                 tk
             }
             "llama" => {
-                let scores: Vec<f32> = match md.get("tokenizer.ggml.scores").and_then(|v| v.to_vec().ok()) {
+                let scores: Vec<f32> = match md
+                    .get("tokenizer.ggml.scores")
+                    .and_then(|v| v.to_vec().ok())
+                {
                     Some(vs) => vs.iter().map(|v| v.to_f32().unwrap_or(0.0)).collect(),
                     None => (0..tokens.len()).map(|i| -(i as f32)).collect(),
                 };
                 sentencepiece_bpe(&tokens, &types, &scores)?
             }
-            other => return Err(bad(format!("tokenizer model {other:?} is not supported (gpt2 or llama)"))),
+            other => {
+                return Err(bad(format!(
+                    "tokenizer model {other:?} is not supported (gpt2 or llama)"
+                )))
+            }
         };
 
         let added: Vec<AddedToken> = tokens
@@ -144,7 +161,12 @@ impl Tokenizer {
             .and_then(|v| v.to_bool().ok())
             .unwrap_or(model == "llama");
         let bos = id("tokenizer.ggml.bos_token_id").filter(|_| add_bos);
-        Ok(Tokenizer::new(tk, bos, false, id("tokenizer.ggml.eos_token_id")))
+        Ok(Tokenizer::new(
+            tk,
+            bos,
+            false,
+            id("tokenizer.ggml.eos_token_id"),
+        ))
     }
 
     /// Reads `tokenizer.json`; `eos` comes from the model's `config.json`.
@@ -157,7 +179,11 @@ impl Tokenizer {
     /// Token ids of `text`, without BOS. With `parse_special`, special-token text such as
     /// `<|im_start|>` becomes the special token; otherwise it is ordinary text.
     pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
-        let tk = if parse_special { &self.special } else { &self.plain };
+        let tk = if parse_special {
+            &self.special
+        } else {
+            &self.plain
+        };
         Ok(tk.encode(text, false).map_err(tok_err)?.get_ids().to_vec())
     }
 
@@ -166,7 +192,10 @@ impl Tokenizer {
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
         let mut ids = Vec::new();
         ids.extend(self.bos);
-        let enc = self.plain.encode(text, self.post_process).map_err(tok_err)?;
+        let enc = self
+            .plain
+            .encode(text, self.post_process)
+            .map_err(tok_err)?;
         ids.extend_from_slice(enc.get_ids());
         Ok(ids)
     }
@@ -190,7 +219,11 @@ impl Tokenizer {
 }
 
 fn vocab_map(tokens: &[String]) -> Vocab {
-    tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect()
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect()
 }
 
 /// Byte-level pre-tokenization for GGUF `tokenizer.ggml.pre` names.
@@ -208,7 +241,11 @@ fn byte_level_pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
                 false,
             )
             .map_err(tok_err)?;
-            PreSequence::new(vec![split.into(), ByteLevel::new(false, true, false).into()]).into()
+            PreSequence::new(vec![
+                split.into(),
+                ByteLevel::new(false, true, false).into(),
+            ])
+            .into()
         }
         "default" | "gpt2" | "gpt-2" => gpt2_regex.into(),
         other => {
@@ -221,7 +258,11 @@ fn byte_level_pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
 /// SentencePiece BPE vocabularies ship pieces and scores, not merges. The merges are
 /// recovered as every split of a piece into two pieces, ranked by the merged piece's
 /// score, which is how SentencePiece's own BPE orders them.
-fn sentencepiece_bpe(tokens: &[String], types: &[i32], scores: &[f32]) -> Result<tokenizers::Tokenizer> {
+fn sentencepiece_bpe(
+    tokens: &[String],
+    types: &[i32],
+    scores: &[f32],
+) -> Result<tokenizers::Tokenizer> {
     let vocab = vocab_map(tokens);
     let mergeable: HashSet<&str> = tokens
         .iter()
@@ -237,17 +278,26 @@ fn sentencepiece_bpe(tokens: &[String], types: &[i32], scores: &[f32]) -> Result
         let score = scores.get(id).copied().unwrap_or(0.0);
         for (k, _) in piece.char_indices().skip(1) {
             let (l, r) = piece.split_at(k);
-            if let (true, true, Some(&li), Some(&ri)) =
-                (mergeable.contains(l), mergeable.contains(r), vocab.get(l), vocab.get(r))
-            {
+            if let (true, true, Some(&li), Some(&ri)) = (
+                mergeable.contains(l),
+                mergeable.contains(r),
+                vocab.get(l),
+                vocab.get(r),
+            ) {
                 ranked.push((score, li, ri, l.to_string(), r.to_string()));
             }
         }
     }
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     let merges = ranked.into_iter().map(|(_, _, _, l, r)| (l, r)).collect();
-    let unk = tokens.iter().position(|t| t == "<unk>").map(|_| "<unk>".to_string());
-    let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true).fuse_unk(true);
+    let unk = tokens
+        .iter()
+        .position(|t| t == "<unk>")
+        .map(|_| "<unk>".to_string());
+    let mut builder = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true)
+        .fuse_unk(true);
     if let Some(unk) = unk {
         builder = builder.unk_token(unk);
     }

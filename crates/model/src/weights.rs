@@ -47,7 +47,10 @@ pub(crate) fn gguf_name(hf: &str) -> String {
         "model.embed_tokens" => "token_embd".to_string(),
         "model.norm" => "output_norm".to_string(),
         "lm_head" => "output".to_string(),
-        _ => match stem.strip_prefix("model.layers.").and_then(|r| r.split_once('.')) {
+        _ => match stem
+            .strip_prefix("model.layers.")
+            .and_then(|r| r.split_once('.'))
+        {
             Some((n, module)) => {
                 let short = match module {
                     "self_attn.q_proj" => "attn_q",
@@ -124,10 +127,11 @@ impl Weights {
     pub(crate) fn open_safetensors(dir: &Path, files: &[PathBuf]) -> Result<Self> {
         // SAFETY: the files are memory-mapped read-only; OpenSOC never writes them while
         // a model is loaded.
-        let tensors = unsafe { MmapedSafetensors::multi(files) }.map_err(|e| ModelError::BadConfig {
-            path: dir.to_path_buf(),
-            reason: format!("cannot read safetensors: {e}"),
-        })?;
+        let tensors =
+            unsafe { MmapedSafetensors::multi(files) }.map_err(|e| ModelError::BadConfig {
+                path: dir.to_path_buf(),
+                reason: format!("cannot read safetensors: {e}"),
+            })?;
         Ok(Weights::Safetensors {
             dir: dir.to_path_buf(),
             tensors,
@@ -259,9 +263,18 @@ mod tests {
 
     #[test]
     fn names_map_to_gguf() {
-        assert_eq!(gguf_name("model.layers.12.self_attn.o_proj.weight"), "blk.12.attn_output.weight");
-        assert_eq!(gguf_name("model.layers.0.mlp.down_proj.weight"), "blk.0.ffn_down.weight");
-        assert_eq!(gguf_name("model.layers.3.post_attention_layernorm.weight"), "blk.3.ffn_norm.weight");
+        assert_eq!(
+            gguf_name("model.layers.12.self_attn.o_proj.weight"),
+            "blk.12.attn_output.weight"
+        );
+        assert_eq!(
+            gguf_name("model.layers.0.mlp.down_proj.weight"),
+            "blk.0.ffn_down.weight"
+        );
+        assert_eq!(
+            gguf_name("model.layers.3.post_attention_layernorm.weight"),
+            "blk.3.ffn_norm.weight"
+        );
         assert_eq!(gguf_name("model.embed_tokens.weight"), "token_embd.weight");
         assert_eq!(gguf_name("lm_head.weight"), "output.weight");
     }

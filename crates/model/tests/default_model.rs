@@ -21,12 +21,22 @@ fn fixture(rel: &str) -> Value {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn load(format: WeightFormat) -> Model {
     let path = fetch::ensure_default_model().expect("the default model can be fetched");
-    Model::load(&ModelSource::Gguf(path), LoadOptions { weight_format: format }).unwrap()
+    Model::load(
+        &ModelSource::Gguf(path),
+        LoadOptions {
+            weight_format: format,
+        },
+    )
+    .unwrap()
 }
 
 #[test]
@@ -57,23 +67,50 @@ fn matches_candle_transformers_quantized_llama() {
 #[test]
 fn peft_adapter_reproduces_pytorch() {
     let mut model = load(WeightFormat::F32);
-    model.apply_adapter(&shared("fixtures/peft-smollm2"), false).unwrap();
+    model
+        .apply_adapter(&shared("fixtures/peft-smollm2"), false)
+        .unwrap();
     let reference = fixture("fixtures/peft-smollm2/reference.json");
     for case in reference["cases"].as_array().unwrap() {
         let prompt = ids(&case["prompt_ids"]);
-        let input = Tensor::new(prompt.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let input = Tensor::new(prompt.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         let mut cache = model.llama.new_cache();
-        let logits: Vec<f32> = model.llama.forward(&input, &mut cache, false).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let logits: Vec<f32> = model
+            .llama
+            .forward(&input, &mut cache, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let top = &case["first_step_top5"];
-        for (id, want) in ids(&top["ids"]).into_iter().zip(top["logits"].as_array().unwrap()) {
+        for (id, want) in ids(&top["ids"])
+            .into_iter()
+            .zip(top["logits"].as_array().unwrap())
+        {
             let got = logits[id as usize];
             let want = want.as_f64().unwrap() as f32;
-            assert!((got - want).abs() < 0.05, "case {}: logit of {id}: {got} vs PyTorch {want}", case["eval_index"]);
+            assert!(
+                (got - want).abs() < 0.05,
+                "case {}: logit of {id}: {got} vs PyTorch {want}",
+                case["eval_index"]
+            );
         }
         let greedy = ids(&case["greedy_ids"]);
-        let opts = GenerateOptions { max_new_tokens: greedy.len(), ..Default::default() };
+        let opts = GenerateOptions {
+            max_new_tokens: greedy.len(),
+            ..Default::default()
+        };
         let out = model.generate(&prompt, &opts, None).unwrap();
-        assert_eq!(out.tokens, greedy[..out.tokens.len()], "case {}", case["eval_index"]);
+        assert_eq!(
+            out.tokens,
+            greedy[..out.tokens.len()],
+            "case {}",
+            case["eval_index"]
+        );
         assert_eq!(out.tokens.len(), greedy.len());
     }
 }

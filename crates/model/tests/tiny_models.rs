@@ -10,7 +10,10 @@ use opensoc_model::{LoadOptions, Model, ModelError, ModelSource, WeightFormat};
 const PROMPT: [u32; 9] = [72, 101, 108, 108, 111, 44, 32, 257, 33];
 
 fn logits(model: &Model, tokens: &[u32]) -> Vec<f32> {
-    let input = Tensor::new(tokens, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let input = Tensor::new(tokens, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let mut cache = model.llama.new_cache();
     let out = model.llama.forward(&input, &mut cache, true).unwrap();
     out.flatten_all().unwrap().to_vec1().unwrap()
@@ -20,7 +23,13 @@ fn gguf(dir: &std::path::Path, spec: Spec, dtype: GgmlDType) -> Model {
     let w = random_weights(spec, 7);
     let path = dir.join("tiny.gguf");
     write_gguf(&path, spec, &w, dtype, "llama");
-    Model::load(&ModelSource::Gguf(path), LoadOptions { weight_format: WeightFormat::AsStored }).unwrap()
+    Model::load(
+        &ModelSource::Gguf(path),
+        LoadOptions {
+            weight_format: WeightFormat::AsStored,
+        },
+    )
+    .unwrap()
 }
 
 fn hf(dir: &std::path::Path, spec: Spec, dtype: DType, shards: usize) -> Model {
@@ -37,11 +46,17 @@ fn gguf_and_safetensors_agree() {
         let a = logits(&gguf(dir.path(), spec, GgmlDType::F32), &PROMPT);
         let b = logits(&hf(dir.path(), spec, DType::F32, 1), &PROMPT);
         let diff = max_abs_diff(&a, &b);
-        assert!(diff < 1e-4, "{spec:?}: f32 GGUF vs safetensors differ by {diff}");
+        assert!(
+            diff < 1e-4,
+            "{spec:?}: f32 GGUF vs safetensors differ by {diff}"
+        );
         // Sharded bf16 checkpoints load too (rounding of bf16 weights bounds the gap).
         let c = logits(&hf(dir.path(), spec, DType::BF16, 3), &PROMPT);
         let diff = rel_diff(&c, &a);
-        assert!(diff < 0.02, "{spec:?}: bf16 sharded differs by {diff} (relative)");
+        assert!(
+            diff < 0.02,
+            "{spec:?}: bf16 sharded differs by {diff} (relative)"
+        );
         assert!(diff > 0.0, "bf16 rounding should be visible");
     }
 }
@@ -52,16 +67,48 @@ fn gguf_matches_candle_transformers_quantized_llama() {
     let spec = SPEC_GQA_TIED;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.gguf");
-    write_gguf(&path, spec, &random_weights(spec, 3), GgmlDType::Q8_0, "llama");
-    let ours = Model::load(&ModelSource::Gguf(path.clone()), LoadOptions { weight_format: WeightFormat::AsStored }).unwrap();
+    write_gguf(
+        &path,
+        spec,
+        &random_weights(spec, 3),
+        GgmlDType::Q8_0,
+        "llama",
+    );
+    let ours = Model::load(
+        &ModelSource::Gguf(path.clone()),
+        LoadOptions {
+            weight_format: WeightFormat::AsStored,
+        },
+    )
+    .unwrap();
     let mut file = std::fs::File::open(&path).unwrap();
     let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
-    let mut reference =
-        candle_transformers::models::quantized_llama::ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
-    let input = Tensor::new(&PROMPT, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let theirs: Vec<f32> = reference.forward(&input, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let mut reference = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+        content,
+        &mut file,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let input = Tensor::new(&PROMPT, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let theirs: Vec<f32> = reference
+        .forward(&input, 0)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let mut cache = ours.llama.new_cache();
-    let mine: Vec<f32> = ours.llama.forward(&input, &mut cache, false).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let mine: Vec<f32> = ours
+        .llama
+        .forward(&input, &mut cache, false)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let diff = max_abs_diff(&mine, &theirs);
     assert!(diff < 1e-3, "differs from quantized_llama by {diff}");
 }
@@ -73,11 +120,24 @@ fn cached_decoding_equals_full_forward() {
     let full = logits(&model, &PROMPT);
     let vocab = model.llama.config().vocab_size;
     let mut cache = model.llama.new_cache();
-    let first = Tensor::new(&PROMPT[..5], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let first = Tensor::new(&PROMPT[..5], &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     model.llama.forward(&first, &mut cache, false).unwrap();
     for (i, &t) in PROMPT[5..].iter().enumerate() {
-        let step = Tensor::new(&[t], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let l: Vec<f32> = model.llama.forward(&step, &mut cache, false).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let step = Tensor::new(&[t], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let l: Vec<f32> = model
+            .llama
+            .forward(&step, &mut cache, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let pos = 5 + i;
         let diff = max_abs_diff(&l, &full[pos * vocab..(pos + 1) * vocab]);
         assert!(diff < 1e-4, "position {pos}: {diff}");
@@ -90,7 +150,14 @@ fn lora_with_zero_b_changes_nothing() {
     let mut model = hf(dir.path(), SPEC_GQA_TIED, DType::F32, 1);
     let before = logits(&model, &PROMPT);
     let adapter = dir.path().join("zero");
-    write_adapter(&adapter, SPEC_GQA_TIED, &opensoc_model::llama::PROJECTIONS, 4, true, 11);
+    write_adapter(
+        &adapter,
+        SPEC_GQA_TIED,
+        &opensoc_model::llama::PROJECTIONS,
+        4,
+        true,
+        11,
+    );
     model.apply_adapter(&adapter, false).unwrap();
     assert_eq!(logits(&model, &PROMPT), before);
 }
@@ -101,13 +168,27 @@ fn unmerged_equals_merged_and_changes_output() {
     let dir = tempfile::tempdir().unwrap();
     let base = hf(dir.path(), spec, DType::F32, 1);
     let adapter = dir.path().join("lora");
-    write_adapter(&adapter, spec, &["q_proj", "k_proj", "v_proj", "down_proj"], 4, false, 5);
+    write_adapter(
+        &adapter,
+        spec,
+        &["q_proj", "k_proj", "v_proj", "down_proj"],
+        4,
+        false,
+        5,
+    );
     let mut unmerged = base.clone();
     unmerged.apply_adapter(&adapter, false).unwrap();
     let mut merged = base.clone();
     merged.apply_adapter(&adapter, true).unwrap();
-    let (b, u, m) = (logits(&base, &PROMPT), logits(&unmerged, &PROMPT), logits(&merged, &PROMPT));
-    assert!(max_abs_diff(&b, &u) > 1e-2, "the adapter must change the logits");
+    let (b, u, m) = (
+        logits(&base, &PROMPT),
+        logits(&unmerged, &PROMPT),
+        logits(&merged, &PROMPT),
+    );
+    assert!(
+        max_abs_diff(&b, &u) > 1e-2,
+        "the adapter must change the logits"
+    );
     let diff = max_abs_diff(&u, &m);
     assert!(diff < 1e-4, "unmerged vs merged: {diff}");
 }
@@ -119,13 +200,26 @@ fn lora_works_on_a_quantized_gguf_base() {
     let mut q = gguf(dir.path(), spec, GgmlDType::Q8_0);
     let mut dense = hf(dir.path(), spec, DType::F32, 1);
     let adapter = dir.path().join("lora");
-    write_adapter(&adapter, spec, &opensoc_model::llama::PROJECTIONS, 4, false, 9);
+    write_adapter(
+        &adapter,
+        spec,
+        &opensoc_model::llama::PROJECTIONS,
+        4,
+        false,
+        9,
+    );
     q.apply_adapter(&adapter, false).unwrap();
     dense.apply_adapter(&adapter, false).unwrap();
-    let base_gap = rel_diff(&logits(&gguf(dir.path(), spec, GgmlDType::Q8_0), &PROMPT), &logits(&hf(dir.path(), spec, DType::F32, 1), &PROMPT));
+    let base_gap = rel_diff(
+        &logits(&gguf(dir.path(), spec, GgmlDType::Q8_0), &PROMPT),
+        &logits(&hf(dir.path(), spec, DType::F32, 1), &PROMPT),
+    );
     let diff = rel_diff(&logits(&q, &PROMPT), &logits(&dense, &PROMPT));
     // The adapter adds no error of its own beyond Q8_0 rounding of the base.
-    assert!(diff < 0.03 && diff < 3.0 * base_gap + 1e-3, "Q8_0 + LoRA vs f32 + LoRA: {diff} (base gap {base_gap})");
+    assert!(
+        diff < 0.03 && diff < 3.0 * base_gap + 1e-3,
+        "Q8_0 + LoRA vs f32 + LoRA: {diff} (base gap {base_gap})"
+    );
 }
 
 #[test]
@@ -137,11 +231,16 @@ fn mismatched_adapters_are_refused() {
     write_adapter(&other, SPEC_MHA_UNTIED, &["k_proj"], 4, false, 1);
     let err = model.apply_adapter(&other, false).unwrap_err();
     assert!(matches!(err, ModelError::Adapter { .. }), "{err}");
-    assert!(err.to_string().contains("do not fit") || err.to_string().contains("layers"), "{err}");
+    assert!(
+        err.to_string().contains("do not fit") || err.to_string().contains("layers"),
+        "{err}"
+    );
     // Unknown target module.
     let bad = dir.path().join("bad");
     write_adapter(&bad, SPEC_GQA_TIED, &["q_proj"], 4, false, 1);
-    let cfg = std::fs::read_to_string(bad.join("adapter_config.json")).unwrap().replace("\"q_proj\"", "\"lm_head\"");
+    let cfg = std::fs::read_to_string(bad.join("adapter_config.json"))
+        .unwrap()
+        .replace("\"q_proj\"", "\"lm_head\"");
     std::fs::write(bad.join("adapter_config.json"), cfg).unwrap();
     let err = model.apply_adapter(&bad, false).unwrap_err();
     assert!(err.to_string().contains("lm_head"), "{err}");
@@ -153,7 +252,9 @@ fn mismatched_adapters_are_refused() {
 #[test]
 fn bad_model_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let load = |p: &std::path::Path| Model::load(&ModelSource::Gguf(p.to_path_buf()), LoadOptions::default());
+    let load = |p: &std::path::Path| {
+        Model::load(&ModelSource::Gguf(p.to_path_buf()), LoadOptions::default())
+    };
 
     let missing = dir.path().join("nope.gguf");
     assert!(matches!(load(&missing), Err(ModelError::Io { .. })));
@@ -163,16 +264,34 @@ fn bad_model_files_are_clear_errors() {
     assert!(matches!(load(&garbage), Err(ModelError::BadGguf { .. })));
 
     let good = dir.path().join("good.gguf");
-    write_gguf(&good, SPEC_GQA_TIED, &random_weights(SPEC_GQA_TIED, 1), GgmlDType::F32, "llama");
+    write_gguf(
+        &good,
+        SPEC_GQA_TIED,
+        &random_weights(SPEC_GQA_TIED, 1),
+        GgmlDType::F32,
+        "llama",
+    );
     let bytes = std::fs::read(&good).unwrap();
     let truncated = dir.path().join("truncated.gguf");
     std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    assert!(matches!(load(&truncated), Err(ModelError::BadGguf { .. })), "truncated");
+    assert!(
+        matches!(load(&truncated), Err(ModelError::BadGguf { .. })),
+        "truncated"
+    );
 
     let gpt = dir.path().join("gpt.gguf");
-    write_gguf(&gpt, SPEC_GQA_TIED, &random_weights(SPEC_GQA_TIED, 1), GgmlDType::F32, "gpt2");
+    write_gguf(
+        &gpt,
+        SPEC_GQA_TIED,
+        &random_weights(SPEC_GQA_TIED, 1),
+        GgmlDType::F32,
+        "gpt2",
+    );
     let err = load(&gpt).err().unwrap();
-    assert!(matches!(err, ModelError::UnsupportedArchitecture { .. }), "{err}");
+    assert!(
+        matches!(err, ModelError::UnsupportedArchitecture { .. }),
+        "{err}"
+    );
 
     let empty_dir = dir.path().join("empty");
     std::fs::create_dir(&empty_dir).unwrap();
@@ -185,7 +304,10 @@ fn tokenizers_agree_across_formats() {
     let g = gguf(dir.path(), SPEC_GQA_TIED, GgmlDType::F32);
     let h = hf(dir.path(), SPEC_GQA_TIED, DType::F32, 1);
     let text = "<|im_start|>user héllo ../etc/passwd<|im_end|>";
-    assert_eq!(g.tokenizer.encode(text, true).unwrap(), h.tokenizer.encode(text, true).unwrap());
+    assert_eq!(
+        g.tokenizer.encode(text, true).unwrap(),
+        h.tokenizer.encode(text, true).unwrap()
+    );
     // Special tokens in log text stay text.
     let plain = g.tokenizer.encode_prompt(text).unwrap();
     assert!(!plain.contains(&256) && !plain.contains(&257), "{plain:?}");
@@ -195,9 +317,17 @@ fn tokenizers_agree_across_formats() {
 #[test]
 fn model_source_parsing() {
     assert_eq!(
-        "hf:TinyLlama/TinyLlama-1.1B-Chat-v1.0@main".parse::<ModelSource>().unwrap(),
-        ModelSource::Hub { repo: "TinyLlama/TinyLlama-1.1B-Chat-v1.0".into(), revision: Some("main".into()) }
+        "hf:TinyLlama/TinyLlama-1.1B-Chat-v1.0@main"
+            .parse::<ModelSource>()
+            .unwrap(),
+        ModelSource::Hub {
+            repo: "TinyLlama/TinyLlama-1.1B-Chat-v1.0".into(),
+            revision: Some("main".into())
+        }
     );
     assert!("hf:justaname".parse::<ModelSource>().is_err());
-    assert!(matches!("x.gguf".parse::<ModelSource>().unwrap(), ModelSource::Gguf(_)));
+    assert!(matches!(
+        "x.gguf".parse::<ModelSource>().unwrap(),
+        ModelSource::Gguf(_)
+    ));
 }

@@ -86,7 +86,13 @@ impl<W: Write> VerdictWriter<W> {
                     clip(&v.id, 22),
                     v.severity.map_or_else(dash, |s| s.to_string()),
                     v.risk_score.map_or_else(dash, |s| s.to_string()),
-                    clip(v.category.as_deref().or(v.threat_type.as_deref()).unwrap_or("-"), 20),
+                    clip(
+                        v.category
+                            .as_deref()
+                            .or(v.threat_type.as_deref())
+                            .unwrap_or("-"),
+                        20
+                    ),
                     v.technique_id.as_deref().unwrap_or("-"),
                     clip(v.tactic.as_deref().unwrap_or("-"), 24),
                 )
@@ -134,7 +140,10 @@ fn csv_cell(cell: &str) -> String {
 /// Shortens to `width` characters for the table, and keeps control characters (terminal
 /// escapes in log text) out of the terminal.
 fn clip(s: &str, width: usize) -> String {
-    let clean: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if clean.chars().count() <= width {
         clean
     } else {
@@ -151,7 +160,12 @@ mod tests {
 
     fn verdict() -> Verdict {
         let raw = "THREAT_TYPE: XSS, reflected\nMITRE_TECHNIQUE: T1059.007 (JavaScript)\nMITRE_TACTIC: Execution\nSEVERITY: HIGH\nRISK_SCORE: 70\nRECOMMENDATION: =HYPERLINK(\"x\")";
-        let mut v = Verdict::from_answer("web.log:3".into(), "GET /?q=<script>".into(), raw.into(), parse_answer(raw));
+        let mut v = Verdict::from_answer(
+            "web.log:3".into(),
+            "GET /?q=<script>".into(),
+            raw.into(),
+            parse_answer(raw),
+        );
         v.category = Some("XSS".into());
         v
     }
@@ -190,7 +204,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("ID"));
-        assert!(lines[1].starts_with("web.log:3") && lines[1].contains("HIGH") && lines[1].contains("T1059.007"));
+        assert!(
+            lines[1].starts_with("web.log:3")
+                && lines[1].contains("HIGH")
+                && lines[1].contains("T1059.007")
+        );
     }
 
     #[test]

@@ -160,7 +160,10 @@ impl Field {
             .collect();
         Some(match norm.trim_matches('_') {
             "THREAT_TYPE" | "THREAT" | "TYPE" => Field::ThreatType,
-            "MITRE_TECHNIQUE" | "MITRE_ATT&CK_TECHNIQUE" | "TECHNIQUE" | "MITRE_TECHNIQUE_ID"
+            "MITRE_TECHNIQUE"
+            | "MITRE_ATT&CK_TECHNIQUE"
+            | "TECHNIQUE"
+            | "MITRE_TECHNIQUE_ID"
             | "TECHNIQUE_ID" => Field::MitreTechnique,
             "MITRE_TACTIC" | "TACTIC" => Field::MitreTactic,
             "SEVERITY" => Field::Severity,
@@ -293,13 +296,19 @@ fn split_technique(value: &str) -> (Option<String>, Option<String>) {
         if !(b == b'T' || b == b't') || (i > 0 && bytes[i - 1].is_ascii_alphanumeric()) {
             continue;
         }
-        let digits = bytes[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let digits = bytes[i + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
         if digits != 4 {
             continue;
         }
         let mut end = i + 1 + digits;
         if bytes.get(end) == Some(&b'.') {
-            let sub = bytes[end + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let sub = bytes[end + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
             if sub > 0 {
                 end += 1 + sub;
             }
@@ -334,9 +343,15 @@ RECOMMENDATION: 1) IMMEDIATE: Block IP 2) Implement parameterized queries";
     #[test]
     fn reads_the_training_format() {
         let a = parse_answer(LABEL);
-        assert_eq!(a.threat_type.as_deref(), Some("SQL Injection — Union/Boolean SQLi"));
+        assert_eq!(
+            a.threat_type.as_deref(),
+            Some("SQL Injection — Union/Boolean SQLi")
+        );
         assert_eq!(a.technique_id.as_deref(), Some("T1190"));
-        assert_eq!(a.technique_name.as_deref(), Some("Exploit Public-Facing Application"));
+        assert_eq!(
+            a.technique_name.as_deref(),
+            Some("Exploit Public-Facing Application")
+        );
         assert_eq!(a.tactic.as_deref(), Some("Initial Access"));
         assert_eq!(a.severity, Some(Severity::Critical));
         assert_eq!(a.risk_score, Some(83));
@@ -348,13 +363,17 @@ RECOMMENDATION: 1) IMMEDIATE: Block IP 2) Implement parameterized queries";
 
     #[test]
     fn tolerates_markdown_case_and_continuations() {
-        let text = "- **Threat Type**: Cross-Site Scripting\n* severity = high\nRisk score: 71/100\n\
+        let text =
+            "- **Threat Type**: Cross-Site Scripting\n* severity = high\nRisk score: 71/100\n\
 Recommendation:\n1) Encode output\n2) Add CSP\n### Input:\nTHREAT_TYPE: ignored";
         let a = parse_answer(text);
         assert_eq!(a.threat_type.as_deref(), Some("Cross-Site Scripting"));
         assert_eq!(a.severity, Some(Severity::High));
         assert_eq!(a.risk_score, Some(71));
-        assert_eq!(a.recommendation.as_deref(), Some("1) Encode output 2) Add CSP"));
+        assert_eq!(
+            a.recommendation.as_deref(),
+            Some("1) Encode output 2) Add CSP")
+        );
     }
 
     #[test]
@@ -391,11 +410,27 @@ Recommendation:\n1) Encode output\n2) Add CSP\n### Input:\nTHREAT_TYPE: ignored"
 
     #[test]
     fn verdict_json_uses_public_keys() {
-        let v = Verdict::from_answer("a.log:1".into(), "x".into(), LABEL.into(), parse_answer(LABEL));
+        let v = Verdict::from_answer(
+            "a.log:1".into(),
+            "x".into(),
+            LABEL.into(),
+            parse_answer(LABEL),
+        );
         let json = serde_json::to_value(&v).unwrap();
         for key in [
-            "id", "input", "threat_type", "category", "technique_id", "technique_name", "tactic",
-            "severity", "risk_score", "evidence", "impact", "recommendation", "raw_output",
+            "id",
+            "input",
+            "threat_type",
+            "category",
+            "technique_id",
+            "technique_name",
+            "tactic",
+            "severity",
+            "risk_score",
+            "evidence",
+            "impact",
+            "recommendation",
+            "raw_output",
         ] {
             assert!(json.get(key).is_some(), "missing key {key}");
         }

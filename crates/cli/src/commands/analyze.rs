@@ -87,7 +87,13 @@ fn intake_config(args: &Args) -> IntakeConfig {
     let mut sources: Vec<Source> = args
         .paths
         .iter()
-        .map(|p| if p == "-" { Source::Stdin } else { Source::Path(PathBuf::from(p)) })
+        .map(|p| {
+            if p == "-" {
+                Source::Stdin
+            } else {
+                Source::Path(PathBuf::from(p))
+            }
+        })
         .collect();
     sources.extend(args.syslog_udp.map(Source::SyslogUdp));
     sources.extend(args.syslog_tcp.map(Source::SyslogTcp));
@@ -121,8 +127,13 @@ pub fn load_model(spec: Option<&str>, weights: WeightFormat, quiet: bool) -> Res
             ModelSource::Gguf(path)
         }
     };
-    let model = Model::load(&source, LoadOptions { weight_format: weights })
-        .with_context(|| format!("loading model {source}"))?;
+    let model = Model::load(
+        &source,
+        LoadOptions {
+            weight_format: weights,
+        },
+    )
+    .with_context(|| format!("loading model {source}"))?;
     Ok(model)
 }
 
@@ -164,8 +175,10 @@ pub fn run(args: Args) -> Result<Outcome> {
     } else {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {pos} entries analysed, {per_sec} [{elapsed}] {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ProgressStyle::with_template(
+                "{spinner} {pos} entries analysed, {per_sec} [{elapsed}] {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar
     };
@@ -204,7 +217,12 @@ pub fn run(args: Args) -> Result<Outcome> {
         eprintln!("intake: {stats}");
     }
     std::io::stderr().flush().ok();
-    if failed > 0 || stats.skipped > 0 || stats.malformed > 0 || stats.unreadable > 0 || stats.dropped > 0 {
+    if failed > 0
+        || stats.skipped > 0
+        || stats.malformed > 0
+        || stats.unreadable > 0
+        || stats.dropped > 0
+    {
         Ok(Outcome::Partial)
     } else {
         Ok(Outcome::Ok)

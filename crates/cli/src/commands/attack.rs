@@ -31,7 +31,10 @@ fn show(id: &str, json: bool) -> Result<Outcome> {
     let catalog = Catalog::enterprise();
     let tid: TechniqueId = id.parse()?;
     let Some(t) = catalog.get(&tid) else {
-        bail!("{tid} is not a technique of ATT&CK Enterprise {}", catalog.version());
+        bail!(
+            "{tid} is not a technique of ATT&CK Enterprise {}",
+            catalog.version()
+        );
     };
     let tactics: Vec<&str> = t.tactics.iter().map(|t| t.name).collect();
     if json {
@@ -49,7 +52,14 @@ fn show(id: &str, json: bool) -> Result<Outcome> {
         return Ok(Outcome::Ok);
     }
     println!("{} {}", t.id, t.name);
-    println!("tactics: {}", if tactics.is_empty() { "-".into() } else { tactics.join(", ") });
+    println!(
+        "tactics: {}",
+        if tactics.is_empty() {
+            "-".into()
+        } else {
+            tactics.join(", ")
+        }
+    );
     if let Some(parent) = t.parent().and_then(|p| catalog.get(&p)) {
         println!("parent: {} {}", parent.id, parent.name);
     }
@@ -69,6 +79,9 @@ fn show(id: &str, json: bool) -> Result<Outcome> {
     } else if t.deprecated {
         println!("status: deprecated");
     }
-    println!("ATT&CK Enterprise {} (c) The MITRE Corporation", catalog.version());
+    println!(
+        "ATT&CK Enterprise {} (c) The MITRE Corporation",
+        catalog.version()
+    );
     Ok(Outcome::Ok)
 }

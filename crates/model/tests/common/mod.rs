@@ -18,12 +18,29 @@ pub struct Spec {
     pub tied: bool,
 }
 
-pub const SPEC_GQA_TIED: Spec = Spec { hidden: 64, inter: 96, layers: 2, heads: 4, kv_heads: 2, tied: true };
-pub const SPEC_MHA_UNTIED: Spec = Spec { hidden: 64, inter: 128, layers: 3, heads: 4, kv_heads: 4, tied: false };
+pub const SPEC_GQA_TIED: Spec = Spec {
+    hidden: 64,
+    inter: 96,
+    layers: 2,
+    heads: 4,
+    kv_heads: 2,
+    tied: true,
+};
+pub const SPEC_MHA_UNTIED: Spec = Spec {
+    hidden: 64,
+    inter: 128,
+    layers: 3,
+    heads: 4,
+    kv_heads: 4,
+    tied: false,
+};
 
 /// Byte-level vocabulary: the 256 byte symbols, two control tokens.
 pub fn vocab() -> Vec<String> {
-    let mut v: Vec<String> = bytes_to_unicode().into_iter().map(|c| c.to_string()).collect();
+    let mut v: Vec<String> = bytes_to_unicode()
+        .into_iter()
+        .map(|c| c.to_string())
+        .collect();
     v.push("<|im_start|>".into());
     v.push("<|im_end|>".into());
     v
@@ -31,7 +48,10 @@ pub fn vocab() -> Vec<String> {
 
 /// GPT-2's reversible byte -> printable character map.
 pub fn bytes_to_unicode() -> Vec<char> {
-    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32)
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
     let mut map = vec!['\0'; 256];
     for &b in &printable {
         map[b as usize] = char::from_u32(b).unwrap();
@@ -57,35 +77,76 @@ pub fn random_weights(spec: Spec, seed: u64) -> HashMap<String, Tensor> {
         let n: usize = shape.iter().product();
         let data: Vec<f32> = (0..n)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5) * 2.0 * scale
             })
             .collect();
         Tensor::from_vec(data, shape, &dev).unwrap()
     };
     let mut w = HashMap::new();
-    w.insert("model.embed_tokens.weight".into(), rnd(&[v, spec.hidden], 1.0));
-    w.insert("model.norm.weight".into(), (rnd(&[spec.hidden], 0.2) + 1.0).unwrap());
+    w.insert(
+        "model.embed_tokens.weight".into(),
+        rnd(&[v, spec.hidden], 1.0),
+    );
+    w.insert(
+        "model.norm.weight".into(),
+        (rnd(&[spec.hidden], 0.2) + 1.0).unwrap(),
+    );
     if !spec.tied {
         w.insert("lm_head.weight".into(), rnd(&[v, spec.hidden], 0.2));
     }
     for i in 0..spec.layers {
         let p = format!("model.layers.{i}");
         let s = 0.15;
-        w.insert(format!("{p}.self_attn.q_proj.weight"), rnd(&[spec.heads * hd, spec.hidden], s));
-        w.insert(format!("{p}.self_attn.k_proj.weight"), rnd(&[spec.kv_heads * hd, spec.hidden], s));
-        w.insert(format!("{p}.self_attn.v_proj.weight"), rnd(&[spec.kv_heads * hd, spec.hidden], s));
-        w.insert(format!("{p}.self_attn.o_proj.weight"), rnd(&[spec.hidden, spec.heads * hd], s));
-        w.insert(format!("{p}.mlp.gate_proj.weight"), rnd(&[spec.inter, spec.hidden], s));
-        w.insert(format!("{p}.mlp.up_proj.weight"), rnd(&[spec.inter, spec.hidden], s));
-        w.insert(format!("{p}.mlp.down_proj.weight"), rnd(&[spec.hidden, spec.inter], s));
-        w.insert(format!("{p}.input_layernorm.weight"), (rnd(&[spec.hidden], 0.2) + 1.0).unwrap());
-        w.insert(format!("{p}.post_attention_layernorm.weight"), (rnd(&[spec.hidden], 0.2) + 1.0).unwrap());
+        w.insert(
+            format!("{p}.self_attn.q_proj.weight"),
+            rnd(&[spec.heads * hd, spec.hidden], s),
+        );
+        w.insert(
+            format!("{p}.self_attn.k_proj.weight"),
+            rnd(&[spec.kv_heads * hd, spec.hidden], s),
+        );
+        w.insert(
+            format!("{p}.self_attn.v_proj.weight"),
+            rnd(&[spec.kv_heads * hd, spec.hidden], s),
+        );
+        w.insert(
+            format!("{p}.self_attn.o_proj.weight"),
+            rnd(&[spec.hidden, spec.heads * hd], s),
+        );
+        w.insert(
+            format!("{p}.mlp.gate_proj.weight"),
+            rnd(&[spec.inter, spec.hidden], s),
+        );
+        w.insert(
+            format!("{p}.mlp.up_proj.weight"),
+            rnd(&[spec.inter, spec.hidden], s),
+        );
+        w.insert(
+            format!("{p}.mlp.down_proj.weight"),
+            rnd(&[spec.hidden, spec.inter], s),
+        );
+        w.insert(
+            format!("{p}.input_layernorm.weight"),
+            (rnd(&[spec.hidden], 0.2) + 1.0).unwrap(),
+        );
+        w.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            (rnd(&[spec.hidden], 0.2) + 1.0).unwrap(),
+        );
     }
     w
 }
 
-pub fn write_hf_dir(dir: &Path, spec: Spec, weights: &HashMap<String, Tensor>, dtype: DType, shards: usize) {
+pub fn write_hf_dir(
+    dir: &Path,
+    spec: Spec,
+    weights: &HashMap<String, Tensor>,
+    dtype: DType,
+    shards: usize,
+) {
     std::fs::create_dir_all(dir).unwrap();
     let config = serde_json::json!({
         "architectures": ["LlamaForCausalLM"],
@@ -103,7 +164,11 @@ pub fn write_hf_dir(dir: &Path, spec: Spec, weights: &HashMap<String, Tensor>, d
         "eos_token_id": 257,
         "rope_scaling": null
     });
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config).unwrap(),
+    )
+    .unwrap();
     let mut names: Vec<&String> = weights.keys().collect();
     names.sort();
     let mut index = serde_json::Map::new();
@@ -132,10 +197,19 @@ pub fn write_hf_dir(dir: &Path, spec: Spec, weights: &HashMap<String, Tensor>, d
 
 pub fn write_tokenizer_json(path: &Path) {
     use tokenizers::models::bpe::BPE;
-    let vocab: tokenizers::models::bpe::Vocab = vocab().into_iter().enumerate().map(|(i, t)| (t, i as u32)).collect();
-    let bpe = BPE::builder().vocab_and_merges(vocab, vec![]).build().unwrap();
+    let vocab: tokenizers::models::bpe::Vocab = vocab()
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (t, i as u32))
+        .collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, vec![])
+        .build()
+        .unwrap();
     let mut tk = tokenizers::Tokenizer::new(bpe);
-    tk.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, true)));
+    tk.with_pre_tokenizer(Some(
+        tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, true),
+    ));
     tk.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
     tk.add_special_tokens(&[
         tokenizers::AddedToken::from("<|im_start|>", true),
@@ -158,7 +232,13 @@ pub fn permute_for_gguf(w: &Tensor, heads: usize) -> Tensor {
         .unwrap()
 }
 
-pub fn write_gguf(path: &Path, spec: Spec, weights: &HashMap<String, Tensor>, dtype: GgmlDType, arch: &str) {
+pub fn write_gguf(
+    path: &Path,
+    spec: Spec,
+    weights: &HashMap<String, Tensor>,
+    dtype: GgmlDType,
+    arch: &str,
+) {
     let hd = spec.hidden / spec.heads;
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
     let mut names: Vec<&String> = weights.keys().collect();
@@ -171,7 +251,11 @@ pub fn write_gguf(path: &Path, spec: Spec, weights: &HashMap<String, Tensor>, dt
             t = permute_for_gguf(&t, spec.kv_heads);
         }
         let is_matrix = t.rank() == 2;
-        let q = if is_matrix { QTensor::quantize(&t, dtype).unwrap() } else { QTensor::quantize(&t, GgmlDType::F32).unwrap() };
+        let q = if is_matrix {
+            QTensor::quantize(&t, dtype).unwrap()
+        } else {
+            QTensor::quantize(&t, GgmlDType::F32).unwrap()
+        };
         tensors.push((gguf_name(name), q));
     }
     let tokens: Vec<Value> = vocab().into_iter().map(Value::String).collect();
@@ -183,7 +267,10 @@ pub fn write_gguf(path: &Path, spec: Spec, weights: &HashMap<String, Tensor>, dt
         ("llama.embedding_length", Value::U32(spec.hidden as u32)),
         ("llama.feed_forward_length", Value::U32(spec.inter as u32)),
         ("llama.attention.head_count", Value::U32(spec.heads as u32)),
-        ("llama.attention.head_count_kv", Value::U32(spec.kv_heads as u32)),
+        (
+            "llama.attention.head_count_kv",
+            Value::U32(spec.kv_heads as u32),
+        ),
         ("llama.rope.dimension_count", Value::U32(hd as u32)),
         ("llama.rope.freq_base", Value::F32(10000.0)),
         ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
@@ -231,7 +318,10 @@ fn gguf_name(hf: &str) -> String {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Largest difference relative to the largest magnitude of `b`.
@@ -241,10 +331,23 @@ pub fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Writes a PEFT-layout adapter with random A and B (or B = 0) for `modules`.
-pub fn write_adapter(dir: &Path, spec: Spec, modules: &[&str], rank: usize, zero_b: bool, seed: u64) {
+pub fn write_adapter(
+    dir: &Path,
+    spec: Spec,
+    modules: &[&str],
+    rank: usize,
+    zero_b: bool,
+    seed: u64,
+) {
     std::fs::create_dir_all(dir).unwrap();
     let hd = spec.hidden / spec.heads;
-    let w = random_weights(Spec { layers: spec.layers, ..spec }, seed);
+    let w = random_weights(
+        Spec {
+            layers: spec.layers,
+            ..spec
+        },
+        seed,
+    );
     let _ = w;
     let mut tensors = HashMap::new();
     let mut state = seed;
@@ -252,7 +355,9 @@ pub fn write_adapter(dir: &Path, spec: Spec, modules: &[&str], rank: usize, zero
         let n = shape.0 * shape.1;
         let data: Vec<f32> = (0..n)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((state >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.2
             })
             .collect();
@@ -268,11 +373,26 @@ pub fn write_adapter(dir: &Path, spec: Spec, modules: &[&str], rank: usize, zero
                 "down_proj" => (spec.hidden, spec.inter),
                 _ => panic!(),
             };
-            let group = if m.ends_with("_proj") && ["gate_proj", "up_proj", "down_proj"].contains(m) { "mlp" } else { "self_attn" };
+            let group = if m.ends_with("_proj") && ["gate_proj", "up_proj", "down_proj"].contains(m)
+            {
+                "mlp"
+            } else {
+                "self_attn"
+            };
             let a = rnd((rank, inp));
-            let b = if zero_b { Tensor::zeros((out, rank), DType::F32, &Device::Cpu).unwrap() } else { rnd((out, rank)) };
-            tensors.insert(format!("base_model.model.model.layers.{layer}.{group}.{m}.lora_A.weight"), a);
-            tensors.insert(format!("base_model.model.model.layers.{layer}.{group}.{m}.lora_B.weight"), b);
+            let b = if zero_b {
+                Tensor::zeros((out, rank), DType::F32, &Device::Cpu).unwrap()
+            } else {
+                rnd((out, rank))
+            };
+            tensors.insert(
+                format!("base_model.model.model.layers.{layer}.{group}.{m}.lora_A.weight"),
+                a,
+            );
+            tensors.insert(
+                format!("base_model.model.model.layers.{layer}.{group}.{m}.lora_B.weight"),
+                b,
+            );
         }
     }
     candle_core::safetensors::save(&tensors, dir.join("adapter_model.safetensors")).unwrap();
