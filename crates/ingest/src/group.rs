@@ -368,6 +368,11 @@ impl Incident {
     }
 }
 
+/// Seconds from the config to milliseconds, saturating: a huge window means "never".
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4)
+}
+
 /// `45s`, `2m15s`, `1h02m`.
 fn human_span(secs: i64) -> String {
     if secs < 60 {
@@ -461,8 +466,8 @@ impl Grouper {
             out.push(Grouped::Single(ev, loc));
             return;
         };
-        let gap = self.cfg.gap_secs as i64 * 1000;
-        let span = self.cfg.max_span_secs as i64 * 1000;
+        let gap = secs_to_ms(self.cfg.gap_secs);
+        let span = secs_to_ms(self.cfg.max_span_secs);
         let now = Instant::now();
         let threshold = self.cfg.threshold(kind);
         let origin = loc.origin.clone();
@@ -510,7 +515,7 @@ impl Grouper {
 
     /// Advances the stream's clock; every half gap, closes its groups that went quiet.
     fn tick_clock(&mut self, origin: &Arc<str>, ts: i64, out: &mut Vec<Grouped>) {
-        let gap = self.cfg.gap_secs as i64 * 1000;
+        let gap = secs_to_ms(self.cfg.gap_secs);
         let clock = match self.clocks.get_mut(origin) {
             Some(c) => c,
             None => self
@@ -784,6 +789,20 @@ mod tests {
         );
         assert_eq!(k("EventID: 4625\nUser: x"), Some(BurstKind::AuthFailure));
         assert_eq!(k("plain"), None);
+    }
+
+    #[test]
+    fn huge_windows_do_not_overflow() {
+        let lines: Vec<String> = (0..12)
+            .map(|i| access("1.2.3.4", i, "/login", 401))
+            .collect();
+        let cfg = GroupingConfig {
+            gap_secs: u64::MAX,
+            max_span_secs: u64::MAX,
+            ..GroupingConfig::default()
+        };
+        let out = run(&lines, cfg);
+        assert!(matches!(&out[..], [Grouped::Incident(i)] if i.count == 12));
     }
 
     #[test]
