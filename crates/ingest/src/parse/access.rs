@@ -38,7 +38,7 @@ pub fn parse_access(line: &str) -> Option<LogEvent> {
     } else {
         Format::AccessCommon
     };
-    let mut ev = LogEvent::new(format, line.to_owned());
+    let mut ev = LogEvent::with_fields(format, line.to_owned(), 10);
     ev.timestamp = Timestamp::parse_clf(date);
     ev.source = non_placeholder(client);
     ev.user = non_placeholder(user);

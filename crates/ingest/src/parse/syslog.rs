@@ -156,7 +156,7 @@ fn parse_3164(line: &str, pri: Option<u8>, rest: &str, year: i32) -> Option<LogE
     } else {
         (Some(first), remainder)
     };
-    let mut ev = LogEvent::new(Format::Syslog3164, line.to_owned());
+    let mut ev = LogEvent::with_fields(Format::Syslog3164, line.to_owned(), 8);
     ev.timestamp = Some(timestamp);
     ev.host = host.and_then(non_placeholder);
     set_pri(&mut ev, pri);

@@ -33,7 +33,7 @@ pub fn parse_w3c(line: &str, fields: &[String]) -> Result<LogEvent, W3cError> {
             want: fields.len(),
         });
     }
-    let mut ev = LogEvent::new(Format::W3c, line.to_owned());
+    let mut ev = LogEvent::with_fields(Format::W3c, line.to_owned(), fields.len() + 4);
     let mut date = None;
     let mut time = None;
     for (name, value) in fields.iter().zip(values) {
