@@ -1,11 +1,16 @@
 //! From one log entry (or a rendered burst of lines) to a [`Verdict`]: build the prompt
-//! around the neutralised log text, generate, read the answer tolerantly, and check the
-//! technique against the embedded ATT&CK catalog.
+//! around the neutralised log text, decode the answer under the verdict grammar (or
+//! generate freely and read it tolerantly), and check the technique against the embedded
+//! ATT&CK catalog.
+
+mod grammar;
 
 use opensoc_attack::{parse_technique_field, Catalog, Taxonomy};
-use opensoc_model::{GenerateOptions, Generation, Model, ModelError, PrefixCache};
+use opensoc_model::{GenerateOptions, Model, ModelError, PrefixCache};
 use opensoc_verdict::prompt::{Prompt, INSTRUCTION, STOP_MARKERS};
-use opensoc_verdict::{parse_answer, Verdict};
+use opensoc_verdict::{parse_answer, Answer, Verdict};
+
+pub use grammar::{decode, Decoded, FieldConfidence, Grammar, NarrativeLimits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
@@ -23,6 +28,14 @@ pub struct AnalyzerConfig {
     /// Log text beyond this many tokens is cut in the middle, with a visible marker.
     pub max_input_tokens: usize,
     pub instruction: String,
+    /// Decode under the verdict grammar (always-valid fields); `false` generates freely
+    /// and parses the text, as the paper does.
+    pub constrained: bool,
+    /// Under the grammar: also write evidence, impact and recommendation (bounded).
+    /// Without, decoding stops after the structured fields.
+    pub narrative: Option<NarrativeLimits>,
+    /// Verdicts whose confidence is below this are marked `needs_review`.
+    pub min_confidence: Option<f32>,
 }
 
 impl Default for AnalyzerConfig {
@@ -31,6 +44,9 @@ impl Default for AnalyzerConfig {
             max_new_tokens: 256,
             max_input_tokens: 1024,
             instruction: INSTRUCTION.to_string(),
+            constrained: true,
+            narrative: Some(NarrativeLimits::default()),
+            min_confidence: None,
         }
     }
 }
@@ -40,6 +56,7 @@ pub struct Analyzer {
     config: AnalyzerConfig,
     prefix: PrefixCache,
     taxonomy: &'static Taxonomy,
+    grammar: Option<Grammar>,
 }
 
 /// Roughly the most bytes one token covers; text beyond `max_input_tokens` times this is
@@ -52,11 +69,18 @@ impl Analyzer {
         let prefix_text = Prompt::new(&config.instruction, "").prefix;
         let prefix_ids = model.tokenizer.encode_prompt(&prefix_text)?;
         let prefix = model.prefill_prefix(&prefix_ids)?;
+        let taxonomy = Taxonomy::builtin();
+        let grammar = if config.constrained {
+            Some(Grammar::new(&model, taxonomy, Catalog::enterprise())?)
+        } else {
+            None
+        };
         Ok(Analyzer {
             model,
             config,
             prefix,
-            taxonomy: Taxonomy::builtin(),
+            taxonomy,
+            grammar,
         })
     }
 
@@ -115,23 +139,52 @@ impl Analyzer {
             .tokenizer
             .encode_prompt(&prompt.text())
             .map_err(err)?;
-        let opts = GenerateOptions {
-            max_new_tokens: self.config.max_new_tokens,
-            stop: STOP_MARKERS.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
+        let mut verdict = match &self.grammar {
+            Some(grammar) => {
+                let (cache, rest) = self.prefix.resume(&self.model, &ids);
+                let decoded = grammar::decode(
+                    &self.model,
+                    grammar,
+                    cache,
+                    rest,
+                    self.config.narrative,
+                    false,
+                )
+                .map_err(err)?;
+                let mut v = self.verdict(
+                    id,
+                    &input,
+                    decoded.text.trim_end().to_string(),
+                    decoded.answer,
+                );
+                let confidence = decoded.confidence.overall();
+                v.confidence = Some(confidence);
+                v.needs_review = self
+                    .config
+                    .min_confidence
+                    .is_some_and(|min| confidence < min);
+                v
+            }
+            None => {
+                let opts = GenerateOptions {
+                    max_new_tokens: self.config.max_new_tokens,
+                    stop: STOP_MARKERS.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                };
+                let generation = self
+                    .model
+                    .generate(&ids, &opts, Some(&self.prefix))
+                    .map_err(err)?;
+                let raw = generation.text.trim_end().to_string();
+                let answer = parse_answer(&raw);
+                self.verdict(id, &input, raw, answer)
+            }
         };
-        let generation = self
-            .model
-            .generate(&ids, &opts, Some(&self.prefix))
-            .map_err(err)?;
-        let mut verdict = self.verdict(id, &input, &generation);
         verdict.warnings.extend(shortened);
         Ok(verdict)
     }
 
-    fn verdict(&self, id: &str, input: &str, generation: &Generation) -> Verdict {
-        let raw = generation.text.trim_end().to_string();
-        let answer = parse_answer(&raw);
+    fn verdict(&self, id: &str, input: &str, raw: String, answer: Answer) -> Verdict {
         let mut v = Verdict::from_answer(id.to_string(), input.to_string(), raw, answer);
         v.category = v
             .threat_type

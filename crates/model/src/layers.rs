@@ -173,3 +173,296 @@ pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
 pub fn argmax(logits: &Tensor) -> Result<u32> {
     Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?)
 }
+
+// ---------------------------------------------------------------------------------------
+// Training support. candle's fused kernels (`rms_norm`, `rope`, `softmax_last_dim`) have no
+// backward pass and a plain matmul also computes the gradient of a frozen weight; the ops
+// below keep the fused forward kernels and add hand-written backward passes that return
+// only the input gradient. The inference path above does not use them.
+
+use std::cell::Cell;
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+
+/// Switches and randomness of one training forward pass.
+#[derive(Debug)]
+pub struct TrainCtx {
+    /// Dropout probability on the input of each LoRA update (PEFT's `lora_dropout`).
+    pub dropout: f32,
+    rng: Cell<u64>,
+}
+
+impl TrainCtx {
+    /// `seed` makes the dropout masks reproducible.
+    pub fn new(dropout: f32, seed: u64) -> Self {
+        TrainCtx {
+            dropout,
+            rng: Cell::new(seed ^ 0x9E37_79B9_7F4A_7C15),
+        }
+    }
+
+    /// No dropout: the forward pass is deterministic.
+    pub fn eval() -> Self {
+        TrainCtx::new(0.0, 0)
+    }
+
+    /// splitmix64: fast, seedable and good enough for dropout masks.
+    fn next_u64(&self) -> u64 {
+        let mut z = self.rng.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.rng.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn dropout(&self, xs: &Tensor) -> Result<Tensor> {
+        if self.dropout <= 0.0 {
+            return Ok(xs.clone());
+        }
+        let keep = 1.0 - self.dropout;
+        let threshold = (keep as f64 * (1u64 << 32) as f64) as u64;
+        let n = xs.elem_count();
+        let mut mask = Vec::with_capacity(n);
+        while mask.len() < n {
+            let r = self.next_u64();
+            for half in [r & 0xFFFF_FFFF, r >> 32] {
+                if mask.len() < n {
+                    mask.push(if half < threshold { 1.0 / keep } else { 0.0 });
+                }
+            }
+        }
+        let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?;
+        Ok((xs * mask)?)
+    }
+}
+
+fn cpu_tensor(s: &CpuStorage, l: &Layout) -> candle_core::Result<Tensor> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Tensor::from_slice(&data[a..b], l.shape(), &Device::Cpu),
+        None => candle_core::bail!("training ops expect contiguous f32 input"),
+    }
+}
+
+fn cpu_storage(t: &Tensor) -> candle_core::Result<(CpuStorage, Shape)> {
+    Ok((
+        CpuStorage::F32(t.flatten_all()?.to_vec1::<f32>()?),
+        t.shape().clone(),
+    ))
+}
+
+/// `x Wᵀ` with a frozen `W`: the backward pass returns only the input gradient.
+struct FrozenMatmul {
+    w: Tensor,
+}
+
+impl CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        cpu_storage(&cpu_tensor(s, l)?.broadcast_matmul(&self.w.t()?)?)
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.broadcast_matmul(&self.w)?))
+    }
+}
+
+/// RMSNorm with a frozen weight.
+struct RmsNormOp {
+    w: Tensor,
+    eps: f32,
+}
+
+impl CustomOp1 for RmsNormOp {
+    fn name(&self) -> &'static str {
+        "rms-norm-train"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        cpu_storage(&candle_nn::ops::rms_norm(
+            &cpu_tensor(s, l)?,
+            &self.w,
+            self.eps,
+        )?)
+    }
+
+    /// y = x·r·w with r = 1/sqrt(mean(x²)+eps): dx = r·(g w) − x·r³·mean(g w x).
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let r = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps as f64)?
+            .sqrt()?
+            .recip()?;
+        let gw = g.broadcast_mul(&self.w)?;
+        let dot = (&gw * x)?.mean_keepdim(D::Minus1)?;
+        let r3 = r.powf(3.0)?;
+        let dx = (gw.broadcast_mul(&r)? - x.broadcast_mul(&(dot * r3)?)?)?;
+        Ok(Some(dx))
+    }
+}
+
+/// Rotary embedding, rotate-halves layout. It is a rotation, so its gradient is the
+/// inverse rotation: the same kernel with `-sin`.
+struct RopeOp {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl CustomOp1 for RopeOp {
+    fn name(&self) -> &'static str {
+        "rope-train"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        cpu_storage(&candle_nn::rotary_emb::rope(
+            &cpu_tensor(s, l)?,
+            &self.cos,
+            &self.sin,
+        )?)
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(candle_nn::rotary_emb::rope(
+            &g.contiguous()?,
+            &self.cos,
+            &self.sin.neg()?,
+        )?))
+    }
+}
+
+/// `softmax(scale · x)` over the last dimension with a causal mask (query `i` of `t`
+/// sees keys `0..=i`), on `[.., t, t]` scores. Saves the separate mask tensor and the
+/// masked copy of the scores that a composed version would keep for the backward pass.
+struct CausalSoftmax {
+    scale: f32,
+}
+
+/// Runs `f` on chunks of whole rows of `out` in parallel (candle's thread count).
+fn par_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let rows = out.len() / row.max(1);
+    let threads = candle_core::utils::get_num_threads().clamp(1, rows.max(1));
+    let per = rows.div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for (c, chunk) in out.chunks_mut(per * row).enumerate() {
+            let f = &f;
+            s.spawn(move || {
+                for (k, r) in chunk.chunks_mut(row).enumerate() {
+                    f(c * per + k, r);
+                }
+            });
+        }
+    });
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = l.shape().dims();
+        let t = dims.last().copied().unwrap_or(0);
+        let q = if dims.len() >= 2 {
+            dims[dims.len() - 2]
+        } else {
+            1
+        };
+        if q != t {
+            candle_core::bail!("causal-softmax expects square scores, got {dims:?}");
+        }
+        let data = s.as_slice::<f32>()?;
+        let Some((a, b)) = l.contiguous_offsets() else {
+            candle_core::bail!("causal-softmax expects contiguous input");
+        };
+        let src = &data[a..b];
+        let mut out = vec![0f32; src.len()];
+        let scale = self.scale;
+        par_rows(&mut out, t, |r, dst| {
+            let i = r % t;
+            let x = &src[r * t..r * t + i + 1];
+            let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) * scale;
+            let mut sum = 0.0;
+            for (d, &v) in dst.iter_mut().zip(x) {
+                *d = (v * scale - max).exp();
+                sum += *d;
+            }
+            let inv = 1.0 / sum;
+            for d in &mut dst[..=i] {
+                *d *= inv;
+            }
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    /// dx = scale · y ⊙ (g − Σ g⊙y); masked entries have y = 0.
+    fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let t = y.dim(D::Minus1)?;
+        let yv = y.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let gv = g.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; yv.len()];
+        let scale = self.scale;
+        par_rows(&mut out, t, |r, dst| {
+            let n = r % t + 1;
+            let y = &yv[r * t..r * t + n];
+            let g = &gv[r * t..r * t + n];
+            let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
+            for ((d, &y), &g) in dst.iter_mut().zip(y).zip(g) {
+                *d = scale * y * (g - dot);
+            }
+        });
+        Ok(Some(Tensor::from_vec(out, y.shape(), y.device())?))
+    }
+}
+
+/// Causal attention weights for training: `softmax(scale · scores)` with future keys
+/// masked, `scores` being `[.., t, t]`; differentiable.
+pub fn causal_softmax_train(scores: &Tensor, scale: f64) -> Result<Tensor> {
+    Ok(scores.contiguous()?.apply_op1(CausalSoftmax {
+        scale: scale as f32,
+    })?)
+}
+
+impl RmsNorm {
+    /// Differentiable RMSNorm (frozen weight) for training.
+    pub fn forward_train(&self, xs: &Tensor) -> Result<Tensor> {
+        Ok(xs.contiguous()?.apply_op1(RmsNormOp {
+            w: self.weight.clone(),
+            eps: self.eps,
+        })?)
+    }
+}
+
+impl Rotary {
+    /// Differentiable [`Rotary::apply`] for training.
+    pub fn apply_train(&self, xs: &Tensor, offset: usize) -> Result<Tensor> {
+        let seq = xs.dim(2)?;
+        let cos = self.cos.narrow(0, offset, seq)?.contiguous()?;
+        let sin = self.sin.narrow(0, offset, seq)?.contiguous()?;
+        Ok(xs.contiguous()?.apply_op1(RopeOp { cos, sin })?)
+    }
+}
+
+impl Linear {
+    /// Training forward pass: the base weight is frozen (its gradient is never computed;
+    /// a quantized weight is dequantized per call, so load f32 weights for training), the
+    /// LoRA matrices get gradients when they are `Var`s, dropout applies to the LoRA input.
+    pub fn forward_train(&self, xs: &Tensor, ctx: &TrainCtx) -> Result<Tensor> {
+        let w = self.dequantize()?;
+        let ys = xs.contiguous()?.apply_op1(FrozenMatmul { w })?;
+        match &self.lora {
+            None => Ok(ys),
+            Some(lora) => {
+                let xd = ctx.dropout(xs)?;
+                let low = xd.broadcast_matmul(&lora.a.t()?)?;
+                let up = low.broadcast_matmul(&lora.b.t()?)?;
+                Ok((ys + (up * lora.scale)?)?)
+            }
+        }
+    }
+}

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
-use crate::layers::{softmax_last_dim, Linear, RmsNorm, Rotary};
+use crate::layers::{causal_softmax_train, softmax_last_dim, Linear, RmsNorm, Rotary, TrainCtx};
 use crate::weights::Weights;
 
 /// The seven projections of a block, by their Hugging Face / PEFT module names.
@@ -99,6 +99,33 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// Differentiable forward pass over a whole sequence from position 0 (no cache).
+    fn forward_train(&self, xs: &Tensor, rotary: &Rotary, ctx: &TrainCtx) -> Result<Tensor> {
+        let (b, t, _) = xs.dims3()?;
+        let heads = |x: Tensor, n: usize| -> Result<Tensor> {
+            Ok(x.reshape((b, t, n, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let q = heads(self.q_proj.forward_train(xs, ctx)?, self.num_heads)?;
+        let k = heads(self.k_proj.forward_train(xs, ctx)?, self.num_kv_heads)?;
+        let v = heads(self.v_proj.forward_train(xs, ctx)?, self.num_kv_heads)?;
+        let q = rotary.apply_train(&q, 0)?;
+        let k = rotary.apply_train(&k, 0)?;
+        let rep = self.num_heads / self.num_kv_heads;
+        let k = repeat_kv(&k, rep)?;
+        let v = repeat_kv(&v, rep)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let att = causal_softmax_train(&q.matmul(&k.t()?)?, scale)?;
+        let ys = att.matmul(&v.contiguous()?)?;
+        let ys = ys
+            .transpose(1, 2)?
+            .reshape((b, t, self.num_heads * self.head_dim))?;
+        self.o_proj.forward_train(&ys, ctx)
+    }
+}
+
 fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
     if rep == 1 {
         return Ok(x.clone());
@@ -138,6 +165,14 @@ impl Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let gate = candle_nn::ops::silu(&self.gate_proj.forward(xs)?)?;
         self.down_proj.forward(&(gate * self.up_proj.forward(xs)?)?)
+    }
+}
+
+impl Mlp {
+    fn forward_train(&self, xs: &Tensor, ctx: &TrainCtx) -> Result<Tensor> {
+        let gate = self.gate_proj.forward_train(xs, ctx)?.silu()?;
+        self.down_proj
+            .forward_train(&(gate * self.up_proj.forward_train(xs, ctx)?)?, ctx)
     }
 }
 
@@ -285,6 +320,64 @@ impl Llama {
         } else {
             Ok(logits.squeeze(1)?)
         }
+    }
+
+    /// Training forward pass: differentiable with respect to LoRA `Var`s, base weights
+    /// frozen, whole sequences from position 0 (no cache, no padding). Returns logits
+    /// (`[n, vocab]`) only at the flat positions `positions` of the `[batch * seq]`
+    /// tokens: the head is the largest matmul, and a loss on the response needs no
+    /// logits for the prompt.
+    pub fn forward_train(
+        &self,
+        tokens: &Tensor,
+        positions: &Tensor,
+        ctx: &TrainCtx,
+    ) -> Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        if t > self.max_len() {
+            return Err(ModelError::ContextOverflow {
+                tokens: t,
+                max: self.max_len(),
+            });
+        }
+        let h = self.config.hidden_size;
+        let mut xs = self
+            .embed_tokens
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((b, t, h))?;
+        for block in &self.layers {
+            let a = block.self_attn.forward_train(
+                &block.input_layernorm.forward_train(&xs)?,
+                &self.rotary,
+                ctx,
+            )?;
+            let hs = (a + &xs)?;
+            let m = block
+                .mlp
+                .forward_train(&block.post_attention_layernorm.forward_train(&hs)?, ctx)?;
+            xs = (m + hs)?;
+        }
+        let picked = xs.reshape((b * t, h))?.index_select(positions, 0)?;
+        self.lm_head
+            .forward_train(&self.norm.forward_train(&picked)?, ctx)
+    }
+
+    /// Every projection, by `(layer, module name)`.
+    pub fn projections(&self) -> impl Iterator<Item = (usize, &'static str, &Linear)> {
+        self.layers.iter().enumerate().flat_map(|(i, b)| {
+            let (a, m) = (&b.self_attn, &b.mlp);
+            [
+                ("q_proj", &a.q_proj),
+                ("k_proj", &a.k_proj),
+                ("v_proj", &a.v_proj),
+                ("o_proj", &a.o_proj),
+                ("gate_proj", &m.gate_proj),
+                ("up_proj", &m.up_proj),
+                ("down_proj", &m.down_proj),
+            ]
+            .into_iter()
+            .map(move |(n, l)| (i, n, l))
+        })
     }
 
     /// Mutable access to every projection, by `(layer, module name)`, for adapters.

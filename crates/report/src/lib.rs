@@ -60,8 +60,8 @@ impl<W: Write> VerdictWriter<W> {
             Format::Csv => writeln!(self.out, "{}", COLUMNS.join(",")),
             Format::Table => writeln!(
                 self.out,
-                "{:<22} {:<8} {:>4}  {:<20} {:<10} {}",
-                "ID", "SEVERITY", "RISK", "CATEGORY", "TECHNIQUE", "TACTIC"
+                "{:<22} {:<8} {:>4}  {:<20} {:<10} TACTIC",
+                "ID", "SEVERITY", "RISK", "CATEGORY", "TECHNIQUE"
             ),
         }
     }

@@ -80,6 +80,13 @@ pub struct Verdict {
     pub recommendation: Option<String>,
     /// The model's text, unedited.
     pub raw_output: String,
+    /// Under constrained decoding: the probability the model gave its least certain
+    /// categorical field (threat type, technique, tactic, severity) against the alternatives.
+    #[serde(default)]
+    pub confidence: Option<f32>,
+    /// Set when `confidence` is below the user's threshold: a person should look.
+    #[serde(default)]
+    pub needs_review: bool,
     /// Problems found while producing this verdict (input shortened, unknown technique...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -102,6 +109,8 @@ impl Verdict {
             impact: answer.impact,
             recommendation: answer.recommendation,
             raw_output,
+            confidence: None,
+            needs_review: false,
             warnings: Vec::new(),
         }
     }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use opensoc_analyze::{Analyzer, AnalyzerConfig};
+use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
 use opensoc_ingest::{GroupingConfig, Intake, IntakeConfig, Source};
 use opensoc_model::{fetch, LoadOptions, Model, ModelSource, WeightFormat};
 use opensoc_report::{Format, VerdictWriter};
@@ -58,6 +58,16 @@ pub struct Args {
     /// Log text beyond this many tokens is cut in the middle (with a marker).
     #[arg(long, default_value_t = 1024)]
     max_input_tokens: usize,
+    /// Generate freely and parse the text (the paper's way) instead of decoding under the
+    /// verdict grammar, which always yields valid fields.
+    #[arg(long)]
+    unconstrained: bool,
+    /// Stop after the structured fields (no evidence, impact, recommendation): faster.
+    #[arg(long)]
+    no_narrative: bool,
+    /// Mark verdicts less confident than this (0-1) as `needs_review`.
+    #[arg(long, value_name = "P")]
+    min_confidence: Option<f32>,
     /// Print intake counters at the end.
     #[arg(long)]
     stats: bool,
@@ -156,6 +166,9 @@ pub fn run(args: Args) -> Result<Outcome> {
         AnalyzerConfig {
             max_new_tokens: args.max_new_tokens,
             max_input_tokens: args.max_input_tokens,
+            constrained: !args.unconstrained,
+            narrative: (!args.no_narrative).then(NarrativeLimits::default),
+            min_confidence: args.min_confidence,
             ..AnalyzerConfig::default()
         },
     )?;

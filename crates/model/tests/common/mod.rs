@@ -159,7 +159,7 @@ pub fn write_hf_dir(
         "num_key_value_heads": spec.kv_heads,
         "rms_norm_eps": 1e-5,
         "rope_theta": 10000.0,
-        "max_position_embeddings": 256,
+        "max_position_embeddings": 1024,
         "tie_word_embeddings": spec.tied,
         "eos_token_id": 257,
         "rope_scaling": null
@@ -274,7 +274,7 @@ pub fn write_gguf(
         ("llama.rope.dimension_count", Value::U32(hd as u32)),
         ("llama.rope.freq_base", Value::F32(10000.0)),
         ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
-        ("llama.context_length", Value::U32(256)),
+        ("llama.context_length", Value::U32(1024)),
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
         ("tokenizer.ggml.pre", Value::String("default".into())),
         ("tokenizer.ggml.tokens", Value::Array(tokens)),

@@ -50,8 +50,7 @@ pub fn compare_with_quantized_llama(steps: usize) -> (f32, Vec<u32>, Vec<u32>) {
 
     let mut expected = Vec::new();
     let mut logits = theirs_logits;
-    let mut pos = prompt.len();
-    for _ in 0..steps {
+    for pos in prompt.len()..prompt.len() + steps {
         let next = logits.argmax(0).unwrap().to_scalar::<u32>().unwrap();
         expected.push(next);
         let step = Tensor::new(&[next], &Device::Cpu)
@@ -59,7 +58,6 @@ pub fn compare_with_quantized_llama(steps: usize) -> (f32, Vec<u32>, Vec<u32>) {
             .unsqueeze(0)
             .unwrap();
         logits = reference.forward(&step, pos).unwrap().squeeze(0).unwrap();
-        pos += 1;
     }
     let opts = GenerateOptions {
         max_new_tokens: steps,
