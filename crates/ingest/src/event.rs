@@ -306,7 +306,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 /// `'static` strings that cost no allocation, and parsing big web logs is the hot path.
 /// Serialises as a JSON object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Fields(Vec<(Cow<'static, str>, String)>);
+pub struct Fields(Vec<(Cow<'static, str>, Cow<'static, str>)>);
 
 impl Fields {
     /// The value of a field.
@@ -314,12 +314,17 @@ impl Fields {
         self.0
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     /// Sets a field, replacing an earlier value of the same name.
-    pub fn insert(&mut self, name: impl Into<Cow<'static, str>>, value: String) {
+    pub fn insert(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) {
         let name = name.into();
+        let value = value.into();
         match self.0.iter_mut().find(|(k, _)| *k == name) {
             Some(slot) => slot.1 = value,
             None => self.0.push((name, value)),
@@ -328,7 +333,7 @@ impl Fields {
 
     /// Fields in the order they were set.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_str()))
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
     }
 
     /// Fields sorted by name (for stable rendering).
@@ -359,7 +364,7 @@ impl Serialize for Fields {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in &self.0 {
-            map.serialize_entry(k.as_ref(), v)?;
+            map.serialize_entry(k.as_ref(), v.as_ref())?;
         }
         map.end()
     }
@@ -429,6 +434,12 @@ impl LogEvent {
         }
     }
 
+    /// Sets a field to a value from a fixed vocabulary (`GET`, `HTTP/1.1`, `200`): no
+    /// allocation.
+    pub(crate) fn set_static(&mut self, name: &'static str, value: &'static str) {
+        self.fields.insert(name, value);
+    }
+
     /// What the model reads for this event: the raw record, except for Windows XML, EVTX
     /// and ECS JSON, which are rendered as the compact `EventID: ...` text the paper's data
     /// uses (their raw form is long and mostly markup).
@@ -440,6 +451,11 @@ impl LogEvent {
             _ => Cow::Borrowed(&self.raw),
         }
     }
+}
+
+/// The `'static` copy of `s` when it is one of `vocabulary`.
+pub(crate) fn intern(s: &str, vocabulary: &[&'static str]) -> Option<&'static str> {
+    vocabulary.iter().copied().find(|v| *v == s)
 }
 
 /// Empty and `-` values mean "absent" in nearly every log format.

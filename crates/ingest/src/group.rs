@@ -403,7 +403,10 @@ struct Group {
     first_ts: i64,
     last_ts: i64,
     last_wall: Instant,
-    /// Events held back until the group either reaches its threshold or closes.
+    /// Events held back until the group either reaches its threshold or closes. The
+    /// first is kept inline: most groups (one client's ordinary requests) never get a
+    /// second event, and this spares them an allocation.
+    first: Option<(LogEvent, Location)>,
     held: Vec<(LogEvent, Location)>,
     // Boxed: groups are moved when maps grow and when they close, most never become
     // incidents, and an inline `Incident` would make every move several times larger.
@@ -417,6 +420,7 @@ impl Group {
             first_ts: 0,
             last_ts: 0,
             last_wall: now,
+            first: None,
             held: Vec::new(),
             incident: None,
         }
@@ -499,6 +503,7 @@ impl Grouper {
                     first_ts: ts,
                     last_ts: ts,
                     last_wall: now,
+                    first: None,
                     held: Vec::new(),
                     incident: None,
                 };
@@ -616,14 +621,20 @@ fn add_to_group(
         inc.add(&ev, loc);
         return;
     }
-    g.held.push((ev, loc));
-    if g.held.len() >= threshold {
-        let (first, first_loc) = &g.held[0];
+    if g.first.is_none() {
+        g.first = Some((ev, loc));
+    } else {
+        g.held.push((ev, loc));
+    }
+    if usize::from(g.first.is_some()) + g.held.len() >= threshold {
+        let Some((first, first_loc)) = &g.first else {
+            return;
+        };
         let source = group_source(first, kind)
             .map(Cow::into_owned)
             .unwrap_or_default();
         let mut inc = Incident::new(kind, source, first, first_loc.clone(), cfg);
-        for (e, l) in g.held.drain(..) {
+        for (e, l) in g.first.take().into_iter().chain(g.held.drain(..)) {
             inc.add(&e, l);
         }
         g.incident = Some(Box::new(inc));
@@ -633,7 +644,12 @@ fn add_to_group(
 fn close(g: Group, out: &mut Vec<Grouped>) {
     match g.incident {
         Some(inc) => out.push(Grouped::Incident(inc)),
-        None => out.extend(g.held.into_iter().map(|(e, l)| Grouped::Single(e, l))),
+        None => out.extend(
+            g.first
+                .into_iter()
+                .chain(g.held)
+                .map(|(e, l)| Grouped::Single(e, l)),
+        ),
     }
 }
 

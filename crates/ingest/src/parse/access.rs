@@ -2,7 +2,18 @@
 //! combined (common plus `"referer" "user-agent"`). Extra trailing fields (nginx
 //! `$http_x_forwarded_for`, timings) are kept as `extra`.
 
-use crate::event::{non_placeholder, Format, LogEvent, Timestamp};
+use crate::event::{intern, non_placeholder, Format, LogEvent, Timestamp};
+
+// Most requests use a handful of methods, protocols and statuses: share them instead of
+// allocating a copy per line.
+const METHODS: &[&str] = &[
+    "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT",
+];
+const PROTOCOLS: &[&str] = &["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/2", "HTTP/3"];
+const STATUSES: &[&str] = &[
+    "200", "304", "404", "301", "302", "401", "403", "500", "204", "206", "400", "405", "408",
+    "429", "499", "502", "503", "504",
+];
 
 /// Parses one access-log line, or `None` when the line does not have the shape.
 pub fn parse_access(line: &str) -> Option<LogEvent> {
@@ -53,14 +64,20 @@ pub fn parse_access(line: &str) -> Option<LogEvent> {
                 Some((t, p)) if p.starts_with("HTTP/") => (t, Some(p)),
                 _ => (rest, None),
             };
-            ev.set("method", method);
+            match intern(method, METHODS) {
+                Some(m) => ev.set_static("method", m),
+                None => ev.set("method", method),
+            }
             let path = target.split('?').next().unwrap_or(target);
             ev.set("path", path);
             if path.len() != target.len() {
                 ev.set("url", target);
             }
             if let Some(p) = proto {
-                ev.set("protocol", p);
+                match intern(p, PROTOCOLS) {
+                    Some(p) => ev.set_static("protocol", p),
+                    None => ev.set("protocol", p),
+                }
             }
         }
     }
@@ -70,7 +87,10 @@ pub fn parse_access(line: &str) -> Option<LogEvent> {
     if ev.timestamp.is_none() {
         ev.set("time", date);
     }
-    ev.set("status", status);
+    match intern(status, STATUSES) {
+        Some(s) => ev.set_static("status", s),
+        None => ev.set("status", status),
+    }
     ev.set("bytes", bytes);
     if let Some(r) = referer {
         ev.set("referer", r.as_ref());
