@@ -567,9 +567,17 @@ impl Grouper {
             });
         }
         self.open -= closing.len();
-        closing.sort_by_key(|g| g.seq);
-        for g in closing {
-            close(g, out);
+        // Sort indices, not groups: a group holds its first event inline and is large.
+        let mut order: Vec<(u64, usize)> = closing
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.seq, i))
+            .collect();
+        order.sort_unstable();
+        for (_, i) in order {
+            if let Some(slot) = closing.get_mut(i) {
+                close(std::mem::replace(slot, Group::empty(now)), out);
+            }
         }
     }
 
