@@ -45,7 +45,11 @@ pub struct Args {
     #[arg(long, default_value_t = 0.05)]
     dropout: f64,
     /// Projections that get an adapter (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    )]
     target_modules: Vec<String>,
     /// Rank-stabilised LoRA scaling (alpha / sqrt(rank)).
     #[arg(long)]
@@ -145,7 +149,11 @@ pub fn run(args: Args) -> Result<Outcome> {
         max_steps: args.max_steps,
         save_every: args.save_every,
         base_name: args.base_name.unwrap_or(name),
-        save_dtype: if args.save_f32 { DType::F32 } else { DType::F16 },
+        save_dtype: if args.save_f32 {
+            DType::F32
+        } else {
+            DType::F16
+        },
     };
     let prepared = prepare(&model, &records, skipped, &args.data, &config)?;
     // Records that did not tokenize or fit (the file's parse errors were printed above).

@@ -1,0 +1,626 @@
+//! The training loop: epochs of shuffled examples, one sequence per micro-batch (no
+//! padding is ever computed), gradient accumulation into optimizer steps, validation per
+//! epoch, best / last adapters and a resumable checkpoint.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use opensoc_model::adapter::TargetModules;
+use opensoc_model::layers::TrainCtx;
+use opensoc_model::{AdapterConfig, Model};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{self, Example, Record, Skipped};
+use crate::error::{io_err, Result, TrainError};
+use crate::lora::LoraParams;
+use crate::optim::{clip_grad_norm, AdamW, Schedule};
+
+/// Sub-directory of the output holding the resumable state.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// Sub-directory with the adapter of the lowest validation loss.
+pub const BEST_DIR: &str = "best";
+/// Sub-directory with the adapter after the last step.
+pub const LAST_DIR: &str = "last";
+/// JSONL log of steps and epochs.
+pub const LOG_FILE: &str = "train_log.jsonl";
+const STATE_FILE: &str = "state.json";
+const TENSORS_FILE: &str = "state.safetensors";
+
+/// Everything that defines a run. Stored in the checkpoint: `--resume` refuses a
+/// different recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub rank: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    pub target_modules: Vec<String>,
+    pub rslora: bool,
+    pub epochs: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub warmup_ratio: f64,
+    /// Sequences per optimizer step (each is its own micro-batch: no padding).
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub max_grad_norm: f64,
+    pub max_len: usize,
+    pub val_fraction: f64,
+    pub loss_on_prompt: bool,
+    pub seed: u64,
+    /// Stop (leaving a checkpoint) after this many optimizer steps in total.
+    #[serde(default)]
+    pub max_steps: Option<usize>,
+    /// Write the checkpoint every this many steps (0: at epoch ends and on stop only).
+    pub save_every: usize,
+    /// Name written to `base_model_name_or_path`.
+    pub base_name: String,
+    /// Data type of the saved adapter tensors.
+    #[serde(with = "dtype_name")]
+    pub save_dtype: DType,
+}
+
+mod dtype_name {
+    use candle_core::DType;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &DType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(d.as_str())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DType, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "f16" => Ok(DType::F16),
+            "bf16" => Ok(DType::BF16),
+            "f32" => Ok(DType::F32),
+            _ => Err(serde::de::Error::custom(format!("unknown dtype {s}"))),
+        }
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            rank: 16,
+            alpha: 32.0,
+            dropout: 0.05,
+            target_modules: opensoc_model::llama::PROJECTIONS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            rslora: false,
+            epochs: 3,
+            lr: 2e-4,
+            weight_decay: 0.01,
+            warmup_ratio: 0.05,
+            batch_size: 16,
+            grad_accum: 1,
+            max_grad_norm: 1.0,
+            max_len: 512,
+            val_fraction: 0.1,
+            loss_on_prompt: false,
+            seed: 42,
+            max_steps: None,
+            save_every: 25,
+            base_name: String::new(),
+            save_dtype: DType::F16,
+        }
+    }
+}
+
+impl TrainConfig {
+    fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(TrainError::Config(m.to_string()));
+        if self.rank == 0 {
+            return bad("rank must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("dropout must be in [0, 1)");
+        }
+        if self.epochs == 0 || self.batch_size == 0 || self.grad_accum == 0 {
+            return bad("epochs, batch size and gradient accumulation must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return bad("validation fraction must be in [0, 1)");
+        }
+        if !(self.lr > 0.0) {
+            return bad("learning rate must be positive");
+        }
+        if let Some(m) = self
+            .target_modules
+            .iter()
+            .find(|m| !opensoc_model::llama::PROJECTIONS.contains(&m.as_str()))
+        {
+            return Err(TrainError::Config(format!(
+                "target module {m:?} is not one of {}",
+                opensoc_model::llama::PROJECTIONS.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    fn adapter_config(&self) -> AdapterConfig {
+        AdapterConfig {
+            rank: self.rank,
+            alpha: self.alpha,
+            lora_dropout: self.dropout,
+            target_modules: TargetModules::List(self.target_modules.clone()),
+            use_rslora: self.rslora,
+            base_model_name_or_path: Some(self.base_name.clone()),
+            task_type: Some("CAUSAL_LM".into()),
+            bias: "none".into(),
+            peft_type: Some("LORA".into()),
+            use_dora: false,
+            fan_in_fan_out: false,
+            rank_pattern: Default::default(),
+            alpha_pattern: Default::default(),
+            modules_to_save: None,
+        }
+    }
+
+    /// Sequences per optimizer step.
+    pub fn effective_batch(&self) -> usize {
+        self.batch_size * self.grad_accum
+    }
+}
+
+/// Progress reports for a progress bar.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Prepared {
+        train: usize,
+        valid: usize,
+        skipped: usize,
+        shortened: usize,
+        total_steps: usize,
+        trainable: usize,
+        start_step: usize,
+    },
+    Step {
+        step: usize,
+        total_steps: usize,
+        epoch: usize,
+        loss: f64,
+        lr: f64,
+        grad_norm: f64,
+        tokens_per_s: f64,
+        eta_s: f64,
+    },
+    Epoch {
+        epoch: usize,
+        train_loss: f64,
+        val_loss: Option<f64>,
+        best: bool,
+    },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub steps: usize,
+    pub total_steps: usize,
+    /// False when stopped early (Ctrl-C or `max_steps`); the checkpoint resumes it.
+    pub finished: bool,
+    pub best_val_loss: Option<f64>,
+    pub last_val_loss: Option<f64>,
+    pub train_tokens: usize,
+    pub seconds: f64,
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    config: TrainConfig,
+    step: usize,
+    best_val_loss: Option<f64>,
+    last_val_loss: Option<f64>,
+    train_tokens: usize,
+    seconds: f64,
+}
+
+/// Set by the Ctrl-C handler; the loop stops at the next optimizer-step boundary.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Makes Ctrl-C (SIGINT) request a clean stop that leaves a resumable checkpoint. A
+/// second Ctrl-C while stopping still stops at the step boundary.
+pub fn install_ctrlc_handler() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+}
+
+/// Tokenized data of a run.
+pub struct Prepared {
+    pub train: Vec<Example>,
+    pub valid: Vec<Example>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Tokenizes `records` and splits them (seeded) into training and validation examples.
+pub fn prepare(
+    model: &Model,
+    records: &[Record],
+    mut skipped: Vec<Skipped>,
+    path: &Path,
+    config: &TrainConfig,
+) -> Result<Prepared> {
+    let max_len = config.max_len.min(model.llama.max_len());
+    let (train_idx, valid_idx) = data::split(records.len(), config.val_fraction, config.seed);
+    let mut encode = |idx: &[usize]| -> Vec<Example> {
+        let mut out = Vec::new();
+        for &i in idx {
+            match data::encode(
+                &model.tokenizer,
+                &records[i],
+                opensoc_verdict::prompt::INSTRUCTION,
+                max_len,
+            ) {
+                Ok(e) => out.push(e),
+                Err(reason) => skipped.push(Skipped {
+                    path: path.to_path_buf(),
+                    index: i,
+                    reason,
+                }),
+            }
+        }
+        out
+    };
+    let train = encode(&train_idx);
+    let valid = encode(&valid_idx);
+    if train.is_empty() {
+        return Err(TrainError::Data {
+            path: path.to_path_buf(),
+            reason: "no usable training record".into(),
+        });
+    }
+    Ok(Prepared {
+        train,
+        valid,
+        skipped,
+    })
+}
+
+/// Loss of one sequence: sum of the scored tokens' negative log-likelihoods, as a
+/// differentiable scalar, and the number of scored tokens.
+pub fn sequence_loss(
+    model: &Model,
+    example: &Example,
+    loss_on_prompt: bool,
+    ctx: &TrainCtx,
+) -> Result<(Tensor, usize)> {
+    let (positions, labels) = example.targets(loss_on_prompt);
+    let n = positions.len();
+    let dev = Device::Cpu;
+    let tokens = Tensor::new(example.tokens.as_slice(), &dev)?.unsqueeze(0)?;
+    let positions = Tensor::new(positions.as_slice(), &dev)?;
+    let labels = Tensor::new(labels.as_slice(), &dev)?;
+    let logits = model.llama.forward_train(&tokens, &positions, ctx)?;
+    let logp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+    let picked = logp.gather(&labels.unsqueeze(1)?, 1)?;
+    Ok((picked.sum_all()?.neg()?, n))
+}
+
+/// Mean validation loss per scored token (no dropout, no gradients kept).
+pub fn validation_loss(model: &Model, examples: &[Example], loss_on_prompt: bool) -> Result<f64> {
+    let ctx = TrainCtx::eval();
+    let (mut sum, mut n) = (0f64, 0usize);
+    for e in examples {
+        let (loss, k) = sequence_loss(model, e, loss_on_prompt, &ctx)?;
+        sum += loss.to_scalar::<f32>()? as f64;
+        n += k;
+    }
+    Ok(if n == 0 { f64::NAN } else { sum / n as f64 })
+}
+
+/// A run in progress: the model with trainable LoRA matrices and the optimizer.
+pub struct Trainer {
+    pub model: Model,
+    pub params: LoraParams,
+    pub optim: AdamW,
+    pub config: TrainConfig,
+    pub out: PathBuf,
+}
+
+impl Trainer {
+    /// Attaches fresh LoRA matrices to `model` (which must carry no adapter).
+    pub fn new(mut model: Model, config: TrainConfig, out: &Path) -> Result<Self> {
+        config.validate()?;
+        let params = LoraParams::attach(&mut model.llama, config.adapter_config(), config.seed)?;
+        let optim = AdamW::new(&params.vars, config.weight_decay)?;
+        Ok(Trainer {
+            model,
+            params,
+            optim,
+            config,
+            out: out.to_path_buf(),
+        })
+    }
+
+    fn checkpoint_dir(&self) -> PathBuf {
+        self.out.join(CHECKPOINT_DIR)
+    }
+
+    /// Writes parameters, optimizer moments and counters; atomically (temp dir + rename).
+    fn save_checkpoint(&self, state: &State) -> Result<()> {
+        let dir = self.checkpoint_dir();
+        let tmp = self.out.join(format!("{CHECKPOINT_DIR}.tmp"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let mut tensors = std::collections::HashMap::new();
+        for (i, v) in self.params.vars.iter().enumerate() {
+            let name = self.params.var_name(i);
+            tensors.insert(format!("param.{name}"), v.as_tensor().clone());
+            tensors.insert(format!("m.{name}"), self.optim.m[i].clone());
+            tensors.insert(format!("v.{name}"), self.optim.v[i].clone());
+        }
+        candle_core::safetensors::save(&tensors, tmp.join(TENSORS_FILE))?;
+        let json = serde_json::to_string_pretty(state).map_err(|e| TrainError::Checkpoint {
+            path: tmp.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(tmp.join(STATE_FILE), json).map_err(io_err(&tmp))?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        std::fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
+        Ok(())
+    }
+
+    fn load_checkpoint(&mut self) -> Result<State> {
+        let dir = self.checkpoint_dir();
+        let bad = |reason: String| TrainError::Checkpoint {
+            path: dir.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(dir.join(STATE_FILE)).map_err(io_err(&dir))?;
+        let state: State = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let mut mine = self.config.clone();
+        let mut theirs = state.config.clone();
+        // Where to stop and how often to save may change between invocations.
+        mine.max_steps = None;
+        theirs.max_steps = None;
+        mine.save_every = 0;
+        theirs.save_every = 0;
+        if mine != theirs {
+            return Err(bad(format!(
+                "it was made with different options: {theirs:?}"
+            )));
+        }
+        let tensors = candle_core::safetensors::load(dir.join(TENSORS_FILE), &Device::Cpu)?;
+        let get = |k: String| {
+            tensors
+                .get(&k)
+                .cloned()
+                .ok_or_else(|| bad(format!("{k} is missing")))
+        };
+        let mut values = Vec::new();
+        for i in 0..self.params.vars.len() {
+            let name = self.params.var_name(i);
+            values.push(get(format!("param.{name}"))?);
+            self.optim.m[i] = get(format!("m.{name}"))?;
+            self.optim.v[i] = get(format!("v.{name}"))?;
+        }
+        self.params.set(&values)?;
+        self.optim.step = state.step;
+        Ok(state)
+    }
+
+    /// Runs (or, with `resume`, continues) training. `on_event` sees progress.
+    pub fn run(
+        &mut self,
+        data: &Prepared,
+        resume: bool,
+        mut on_event: impl FnMut(&Event),
+    ) -> Result<Summary> {
+        let cfg = self.config.clone();
+        let eff = cfg.effective_batch();
+        let n = data.train.len();
+        let steps_per_epoch = n.div_ceil(eff);
+        let total_steps = steps_per_epoch * cfg.epochs;
+        let schedule = Schedule {
+            peak: cfg.lr,
+            warmup: ((total_steps as f64 * cfg.warmup_ratio).ceil() as usize).max(1),
+            total: total_steps,
+        };
+        std::fs::create_dir_all(&self.out).map_err(io_err(&self.out))?;
+        let mut state = if resume {
+            self.load_checkpoint()?
+        } else {
+            State {
+                config: cfg.clone(),
+                step: 0,
+                best_val_loss: None,
+                last_val_loss: None,
+                train_tokens: 0,
+                seconds: 0.0,
+            }
+        };
+        let log_path = self.out.join(LOG_FILE);
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_err(&log_path))?;
+        let mut write_log = |v: serde_json::Value| -> Result<()> {
+            writeln!(log, "{v}").map_err(io_err(&log_path))
+        };
+        on_event(&Event::Prepared {
+            train: n,
+            valid: data.valid.len(),
+            skipped: data.skipped.len(),
+            shortened: data
+                .train
+                .iter()
+                .chain(&data.valid)
+                .filter(|e| e.cut_tokens > 0)
+                .count(),
+            total_steps,
+            trainable: self.params.num_params(),
+            start_step: state.step,
+        });
+        let started = Instant::now();
+        let start_step = state.step;
+        let seconds_before = state.seconds;
+        let tokens_before = state.train_tokens;
+        let mut finished = state.step >= total_steps;
+        let mut epoch_loss = (0f64, 0usize);
+        while state.step < total_steps {
+            if STOP.load(Ordering::SeqCst) || cfg.max_steps.is_some_and(|m| state.step >= m) {
+                break;
+            }
+            let epoch = state.step / steps_per_epoch;
+            let in_epoch = state.step % steps_per_epoch;
+            // The order of an epoch depends only on the seed and the epoch: resumable.
+            let order = data::shuffled(n, cfg.seed.wrapping_add(1000 + epoch as u64));
+            let batch: Vec<&Example> = order[in_epoch * eff..((in_epoch + 1) * eff).min(n)]
+                .iter()
+                .map(|&i| &data.train[i])
+                .collect();
+            let scored: usize = batch
+                .iter()
+                .map(|e| e.loss_tokens(cfg.loss_on_prompt))
+                .sum();
+            let mut grads: Option<Vec<Tensor>> = None;
+            let mut loss_sum = 0f64;
+            for (k, example) in batch.iter().enumerate() {
+                let ctx = TrainCtx::new(
+                    cfg.dropout as f32,
+                    cfg.seed ^ ((state.step as u64) << 20) ^ k as u64,
+                );
+                let (loss, _) = sequence_loss(&self.model, example, cfg.loss_on_prompt, &ctx)?;
+                loss_sum += loss.to_scalar::<f32>()? as f64;
+                // Token-weighted mean over the whole optimizer step.
+                let loss = (loss / scored.max(1) as f64)?;
+                let store = loss.backward()?;
+                let mut these = Vec::with_capacity(self.params.vars.len());
+                for v in &self.params.vars {
+                    these.push(match store.get(v.as_tensor()) {
+                        Some(g) => g.clone(),
+                        None => v.as_tensor().zeros_like()?,
+                    });
+                }
+                drop(store);
+                grads = Some(match grads {
+                    None => these,
+                    Some(acc) => acc
+                        .iter()
+                        .zip(&these)
+                        .map(|(a, b)| a + b)
+                        .collect::<candle_core::Result<_>>()?,
+                });
+                state.train_tokens += example.tokens.len();
+            }
+            let Some(mut grads) = grads else { break };
+            let grad_norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
+            let lr = schedule.lr(state.step);
+            self.optim.update(&self.params.vars, &grads, lr)?;
+            state.step += 1;
+            let loss = loss_sum / scored.max(1) as f64;
+            epoch_loss.0 += loss_sum;
+            epoch_loss.1 += scored;
+            let elapsed = started.elapsed().as_secs_f64();
+            state.seconds = seconds_before + elapsed;
+            let tokens_per_s = (state.train_tokens - tokens_before) as f64 / elapsed.max(1e-9);
+            let done_here = (state.step - start_step).max(1) as f64;
+            let eta_s = elapsed / done_here * (total_steps - state.step) as f64;
+            write_log(serde_json::json!({
+                "type": "step", "step": state.step, "epoch": epoch, "loss": loss, "lr": lr,
+                "grad_norm": grad_norm, "tokens": state.train_tokens,
+                "tokens_per_s": tokens_per_s, "seconds": state.seconds,
+            }))?;
+            on_event(&Event::Step {
+                step: state.step,
+                total_steps,
+                epoch,
+                loss,
+                lr,
+                grad_norm,
+                tokens_per_s,
+                eta_s,
+            });
+            let epoch_done = state.step % steps_per_epoch == 0;
+            if epoch_done {
+                let val_loss = if data.valid.is_empty() {
+                    None
+                } else {
+                    Some(validation_loss(
+                        &self.model,
+                        &data.valid,
+                        cfg.loss_on_prompt,
+                    )?)
+                };
+                let train_loss = epoch_loss.0 / epoch_loss.1.max(1) as f64;
+                epoch_loss = (0.0, 0);
+                let best = match (val_loss, state.best_val_loss) {
+                    (Some(v), Some(b)) => v < b,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                if best {
+                    state.best_val_loss = val_loss;
+                    self.params.save(&self.out.join(BEST_DIR), cfg.save_dtype)?;
+                }
+                state.last_val_loss = val_loss;
+                write_log(serde_json::json!({
+                    "type": "epoch", "epoch": epoch, "step": state.step,
+                    "train_loss": train_loss, "val_loss": val_loss, "best": best,
+                    "seconds": seconds_before + started.elapsed().as_secs_f64(),
+                }))?;
+                on_event(&Event::Epoch {
+                    epoch,
+                    train_loss,
+                    val_loss,
+                    best,
+                });
+            }
+            if epoch_done || (cfg.save_every > 0 && state.step % cfg.save_every == 0) {
+                self.save_checkpoint(&state)?;
+            }
+        }
+        if state.step >= total_steps {
+            finished = true;
+        }
+        state.seconds = seconds_before + started.elapsed().as_secs_f64();
+        self.save_checkpoint(&state)?;
+        self.params.save(&self.out.join(LAST_DIR), cfg.save_dtype)?;
+        if finished {
+            // The output directory itself holds the adapter to use: the best by
+            // validation loss, or the last one without a validation split.
+            let chosen = if state.best_val_loss.is_some() {
+                BEST_DIR
+            } else {
+                LAST_DIR
+            };
+            for f in [
+                opensoc_model::adapter::ADAPTER_CONFIG_FILE,
+                opensoc_model::adapter::ADAPTER_WEIGHTS_FILE,
+            ] {
+                let from = self.out.join(chosen).join(f);
+                std::fs::copy(&from, self.out.join(f)).map_err(io_err(&from))?;
+            }
+        }
+        Ok(Summary {
+            steps: state.step,
+            total_steps,
+            finished,
+            best_val_loss: state.best_val_loss,
+            last_val_loss: state.last_val_loss,
+            train_tokens: state.train_tokens,
+            seconds: state.seconds,
+            skipped: data.skipped.clone(),
+        })
+    }
+}
