@@ -522,6 +522,7 @@ fn group_loop(
     let mut grouper = Grouper::new(cfg);
     let mut out = Vec::new();
     let tick = Duration::from_millis(200);
+    let mut last_expiry = Instant::now();
     loop {
         let msg = if live {
             match rx.recv_timeout(tick) {
@@ -544,7 +545,13 @@ fn group_loop(
                 }
             }
             Some(Msg::End(origin)) => grouper.end_stream(&origin, &mut out),
-            None => grouper.expire_idle(Instant::now(), &mut out),
+            None => {}
+        }
+        // Live sources: close quiet groups on time even while other sources keep the
+        // queue busy (a steady stream would otherwise never let the timeout fire).
+        if live && last_expiry.elapsed() >= tick {
+            last_expiry = Instant::now();
+            grouper.expire_idle(last_expiry, &mut out);
         }
         if !emit(&mut out, tx, counters, max_text) {
             return;
