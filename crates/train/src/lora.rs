@@ -107,6 +107,6 @@ impl LoraParams {
     /// Name of `vars[i]` (PEFT key), for checkpoints and error messages.
     pub fn var_name(&self, i: usize) -> String {
         let (layer, module) = &self.keys[i / 2];
-        opensoc_model::adapter::peft_key(*layer, module, if i % 2 == 0 { 'A' } else { 'B' })
+        opensoc_model::adapter::peft_key(*layer, module, ['A', 'B'][i % 2])
     }
 }

@@ -125,7 +125,7 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.val_fraction) {
             return bad("validation fraction must be in [0, 1)");
         }
-        if !(self.lr > 0.0) {
+        if self.lr.is_nan() || self.lr <= 0.0 {
             return bad("learning rate must be positive");
         }
         if let Some(m) = self
