@@ -26,6 +26,8 @@ enum Command {
     Analyze(commands::analyze::Args),
     /// Fetch, list or locate models.
     Models(commands::models::Args),
+    /// Fine-tune a LoRA adapter on labelled examples (PEFT layout).
+    Train(commands::train::Args),
     /// Score a model (or prediction files) on labelled examples: the paper's protocol and
     /// SOC-Bench v0, with JSON, Markdown and HTML reports.
     Eval(commands::eval::Args),
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Analyze(args) => commands::analyze::run(args),
         Command::Models(args) => commands::models::run(args),
+        Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Attack(args) => commands::attack::run(args),
     };

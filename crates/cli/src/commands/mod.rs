@@ -2,6 +2,7 @@ pub mod analyze;
 pub mod attack;
 pub mod eval;
 pub mod models;
+pub mod train;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
