@@ -192,6 +192,7 @@ impl Analyzer {
             .and_then(|t| self.taxonomy.category_of(t))
             .map(str::to_string);
         check_technique(&mut v);
+        check_grounding(&mut v);
         v
     }
 }
@@ -222,6 +223,34 @@ fn check_technique(v: &mut Verdict) {
             "technique {written} is not in ATT&CK Enterprise {}",
             catalog.version()
         )),
+    }
+}
+
+/// Quoted text in the evidence (`"..."` or `` `...` ``) must appear in the log entry: a
+/// quote the model made up is flagged, so nobody acts on invented evidence. (Single
+/// quotes are left alone: they are apostrophes as often as quotation marks.)
+fn check_grounding(v: &mut Verdict) {
+    let Some(evidence) = v.evidence.as_deref() else {
+        return;
+    };
+    let input = v.input.to_lowercase();
+    let mut ungrounded = Vec::new();
+    for mark in ['"', '`'] {
+        let pieces: Vec<&str> = evidence.split(mark).collect();
+        let marks = pieces.len() - 1;
+        // Quotations are the pieces between pairs of marks; an unclosed last mark opens none.
+        for i in (1..marks).step_by(2) {
+            let quote = pieces[i].trim();
+            // Short fragments ("a", "/") prove nothing either way.
+            if quote.chars().count() >= 4 && !input.contains(&quote.to_lowercase()) {
+                ungrounded.push(quote.to_string());
+            }
+        }
+    }
+    for quote in ungrounded {
+        v.warnings.push(format!(
+            "evidence quotes {quote:?}, which is not in the log entry"
+        ));
     }
 }
 
@@ -264,6 +293,25 @@ mod tests {
         let mut v = verdict_with("T1555.000000", None);
         check_technique(&mut v);
         assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+    }
+
+    #[test]
+    fn invented_quotes_are_flagged() {
+        let mut v = Verdict::from_answer(
+            "x:1".into(),
+            "GET /login?user=admin' OR 1=1--".into(),
+            "".into(),
+            Default::default(),
+        );
+        v.evidence = Some("Payload \"admin' OR 1=1\" and `DROP TABLE users` seen".into());
+        check_grounding(&mut v);
+        assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+        assert!(v.warnings[0].contains("DROP TABLE users"));
+        // Unbalanced quote marks are not quotations.
+        let mut w = Verdict::from_answer("x:1".into(), "abc".into(), "".into(), Default::default());
+        w.evidence = Some("the user's login \"failed".into());
+        check_grounding(&mut w);
+        assert!(w.warnings.is_empty(), "{:?}", w.warnings);
     }
 
     #[test]
