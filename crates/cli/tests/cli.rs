@@ -5,22 +5,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const KEYS: [&str; 13] = [
-    "id",
-    "input",
-    "threat_type",
-    "category",
-    "technique_id",
-    "technique_name",
-    "tactic",
-    "severity",
-    "risk_score",
-    "evidence",
-    "impact",
-    "recommendation",
-    "raw_output",
-];
-
 fn opensoc() -> Command {
     Command::new(env!("CARGO_BIN_EXE_opensoc"))
 }
@@ -80,7 +64,7 @@ fn analyze_sample_log_gives_one_json_object_per_entry() {
     // 11 lines: 5 single requests and one SSH burst of 6 lines grouped into an incident.
     assert_eq!(vs.len(), 6, "{vs:#?}");
     for v in &vs {
-        for key in KEYS {
+        for key in opensoc_verdict::VERDICT_KEYS {
             assert!(v.get(key).is_some(), "missing {key} in {v}");
         }
         assert!(v["id"].as_str().unwrap().contains("sample.log:"));

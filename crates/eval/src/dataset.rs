@@ -22,7 +22,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use opensoc_verdict::{Answer, Severity, Verdict};
+use opensoc_verdict::{Answer, Severity, Verdict, VERDICT_KEYS};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -281,21 +281,6 @@ fn records(text: &str, origin: &str) -> Result<Vec<(Location, Value)>, DatasetEr
     Ok(out)
 }
 
-/// Verdict keys besides `id` and `input`: any of them marks a verdict record.
-const VERDICT_KEYS: [&str; 11] = [
-    "raw_output",
-    "threat_type",
-    "category",
-    "technique_id",
-    "technique_name",
-    "tactic",
-    "severity",
-    "risk_score",
-    "evidence",
-    "impact",
-    "recommendation",
-];
-
 fn prediction(value: Value, at: Location, origin: &str) -> Result<Prediction, DatasetError> {
     let bad = |reason: String| DatasetError::Record {
         origin: origin.to_string(),
@@ -335,7 +320,8 @@ fn prediction(value: Value, at: Location, origin: &str) -> Result<Prediction, Da
     };
 
     let body =
-        if VERDICT_KEYS.iter().any(|k| map.contains_key(*k)) {
+        // Any verdict key besides `id` and `input` marks a verdict record.
+        if VERDICT_KEYS[2..].iter().any(|k| map.contains_key(*k)) {
             // Lenient on values other tools may write differently: an unknown severity or an
             // out-of-range score is an unanswered field, not a broken file.
             let severity = text("severity")?.and_then(|s| s.parse::<Severity>().ok());

@@ -16,4 +16,6 @@
 pub mod prompt;
 mod verdict;
 
-pub use verdict::{parse_answer, Answer, Field, ParseSeverityError, Severity, Verdict};
+pub use verdict::{
+    parse_answer, Answer, Field, ParseSeverityError, Severity, Verdict, VERDICT_KEYS,
+};

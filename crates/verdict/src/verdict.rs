@@ -58,6 +58,25 @@ impl FromStr for Severity {
     }
 }
 
+/// The keys every verdict object carries (null when unknown): the public JSONL interface
+/// of `opensoc analyze`. Later additions (`confidence`, `needs_review`, `warnings`) are
+/// optional for readers.
+pub const VERDICT_KEYS: [&str; 13] = [
+    "id",
+    "input",
+    "threat_type",
+    "category",
+    "technique_id",
+    "technique_name",
+    "tactic",
+    "severity",
+    "risk_score",
+    "evidence",
+    "impact",
+    "recommendation",
+    "raw_output",
+];
+
 /// One analysed entry. The field names are the public JSONL interface of `opensoc analyze`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
@@ -426,21 +445,7 @@ Recommendation:\n1) Encode output\n2) Add CSP\n### Input:\nTHREAT_TYPE: ignored"
             parse_answer(LABEL),
         );
         let json = serde_json::to_value(&v).unwrap();
-        for key in [
-            "id",
-            "input",
-            "threat_type",
-            "category",
-            "technique_id",
-            "technique_name",
-            "tactic",
-            "severity",
-            "risk_score",
-            "evidence",
-            "impact",
-            "recommendation",
-            "raw_output",
-        ] {
+        for key in VERDICT_KEYS {
             assert!(json.get(key).is_some(), "missing key {key}");
         }
         assert_eq!(json["severity"], "CRITICAL");

@@ -1,7 +1,7 @@
 //! Prefill and decode speed of a GGUF model, in every in-memory weight format, measured
 //! in one run so the ratios are comparable on a noisy machine.
 //!
-//! `cargo run --release -p opensoc-model --example bench -- [MODEL.gguf] [REPEATS]`
+//! `cargo run --release -p opensoc-model --example engine_bench -- [MODEL.gguf] [REPEATS]`
 //! (default: the default model, 5 repeats). Prints median [min-max] tokens/s per
 //! wall-clock second, and per CPU-second of the process (from `/proc/self/stat`): on a
 //! shared machine the wall-clock figure measures the neighbours as much as the engine.
