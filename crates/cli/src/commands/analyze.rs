@@ -112,7 +112,8 @@ pub fn run(args: Args) -> Result<Outcome> {
     // Open the inputs first: a typo in a path should not wait for the model to load.
     let mut intake = Intake::start(intake_config(&args))?;
     let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
-    if let Some(dir) = args.adapter.as_ref().filter(|_| !args.no_adapter) {
+    // `--no-adapter` conflicts with `--adapter` (clap), so this is the only switch.
+    if let Some(dir) = &args.adapter {
         model
             .apply_adapter(dir, args.merge_adapter)
             .with_context(|| format!("applying adapter {}", dir.display()))?;
@@ -147,10 +148,12 @@ pub fn run(args: Args) -> Result<Outcome> {
         progress.set_message(entry.id.clone());
         match analyzer.analyze(&entry.id, &entry.text) {
             Ok(verdict) => {
-                for w in &verdict.warnings {
-                    tracing::warn!(id = %verdict.id, "{w}");
-                }
-                progress.suspend(|| writer.write(&verdict))?;
+                progress.suspend(|| {
+                    for w in &verdict.warnings {
+                        tracing::warn!(id = %verdict.id, "{w}");
+                    }
+                    writer.write(&verdict)
+                })?;
                 analysed += 1;
             }
             Err(err) => {

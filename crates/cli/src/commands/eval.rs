@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
 use opensoc_attack::{Catalog, Taxonomy};
 use opensoc_eval::{evaluate, load_examples, render, Example, System};
+use opensoc_model::Model;
 use opensoc_report::{Format, VerdictWriter};
 
 use super::{load_model, progress_bar, Weights};
@@ -48,13 +49,15 @@ pub struct Args {
     quiet: bool,
 }
 
+/// Runs `model` (plus `adapter`) over the examples; `model` is a clone of the one loaded
+/// once for every system (cheap: the weight tensors are shared).
 fn run_system(
     args: &Args,
     examples: &[Example],
+    mut model: Model,
     adapter: Option<&Path>,
     name: &str,
 ) -> Result<System> {
-    let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
     if let Some(dir) = adapter {
         model
             .apply_adapter(dir, false)
@@ -98,11 +101,12 @@ pub fn run(args: Args) -> Result<Outcome> {
 
     let mut systems = Vec::new();
     if args.predictions.is_empty() {
+        let model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
         if args.baseline || args.adapter.is_none() {
-            systems.push(run_system(&args, &examples, None, "base")?);
+            systems.push(run_system(&args, &examples, model.clone(), None, "base")?);
         }
         if let Some(dir) = &args.adapter {
-            systems.push(run_system(&args, &examples, Some(dir), "adapter")?);
+            systems.push(run_system(&args, &examples, model, Some(dir), "adapter")?);
         }
     } else {
         for spec in &args.predictions {
