@@ -352,6 +352,11 @@ fn prediction(value: Value, at: Location, origin: &str) -> Result<Prediction, Da
                 answer,
             );
             verdict.category = text("category")?;
+            verdict.confidence = map
+                .get("confidence")
+                .and_then(Value::as_f64)
+                .filter(|c| (0.0..=1.0).contains(c))
+                .map(|c| c as f32);
             PredictionBody::Verdict(Box::new(verdict))
         } else {
             match map.get("output") {

@@ -57,12 +57,12 @@ pub use dataset::{
     PredictionBody,
 };
 pub use metrics::{
-    expected_calibration_error, mean_absolute_error, wilson_interval, Averages, ClassScore,
-    ConfusionMatrix, MeanError, Proportion,
+    ece_of, expected_calibration_error, mean_absolute_error, reliability, wilson_interval,
+    Averages, ClassScore, ConfusionMatrix, MeanError, Proportion, ReliabilityBin,
 };
 pub use protocol::{cut_at_loop_marker, strict_field, Fields};
 pub use render::RenderError;
 pub use report::{
-    evaluate, Comparison, ComparisonRow, Confusions, Correct, Evaluation, ExampleRecord, Headline,
+    evaluate, Calibration, Comparison, ComparisonRow, Confusions, Correct, Evaluation, ExampleRecord, Headline,
     Protocol, Report, SocBenchScores, StrictScores, System, SystemOutcome, SystemReport, Unit,
 };

@@ -288,18 +288,27 @@ pub fn mean_absolute_error(pairs: impl IntoIterator<Item = (f64, f64)>) -> MeanE
     }
 }
 
-/// Expected calibration error of `(confidence, correct)` pairs over `bins` equal-width
-/// confidence bins: the support-weighted mean of |accuracy - mean confidence| per bin.
-///
-/// Confidences are clamped to [0, 1] (1.0 falls in the last bin); non-finite ones are
-/// skipped. `None` when there are no usable pairs or no bins.
-pub fn expected_calibration_error(pairs: &[(f64, bool)], bins: usize) -> Option<f64> {
+/// One confidence bin of a reliability diagram.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ReliabilityBin {
+    /// The bin covers confidences in `[lower, upper)` (the last bin includes 1.0).
+    pub lower: f64,
+    pub upper: f64,
+    pub count: usize,
+    /// Mean confidence of the bin's pairs (`NaN` when empty).
+    pub mean_confidence: f64,
+    /// Share of the bin's pairs that were correct (`NaN` when empty).
+    pub accuracy: f64,
+}
+
+/// The reliability diagram of `(confidence, correct)` pairs over `bins` equal-width
+/// confidence bins. Confidences are clamped to [0, 1]; non-finite ones are skipped.
+pub fn reliability(pairs: &[(f64, bool)], bins: usize) -> Vec<ReliabilityBin> {
     if bins == 0 {
-        return None;
+        return Vec::new();
     }
     // Per bin: (count, sum of confidence, correct count).
-    let mut acc = vec![(0u64, 0.0f64, 0u64); bins];
-    let mut n = 0u64;
+    let mut acc = vec![(0usize, 0.0f64, 0usize); bins];
     for &(confidence, correct) in pairs {
         if !confidence.is_finite() {
             continue;
@@ -308,21 +317,41 @@ pub fn expected_calibration_error(pairs: &[(f64, bool)], bins: usize) -> Option<
         let bin = ((c * bins as f64) as usize).min(bins - 1);
         acc[bin].0 += 1;
         acc[bin].1 += c;
-        acc[bin].2 += u64::from(correct);
-        n += 1;
+        acc[bin].2 += usize::from(correct);
     }
-    if n == 0 {
-        return None;
-    }
-    let ece = acc
-        .iter()
-        .filter(|(count, _, _)| *count > 0)
-        .map(|&(count, conf, hits)| {
+    acc.into_iter()
+        .enumerate()
+        .map(|(i, (count, conf, hits))| {
             let k = count as f64;
-            (k / n as f64) * (hits as f64 / k - conf / k).abs()
+            ReliabilityBin {
+                lower: i as f64 / bins as f64,
+                upper: (i + 1) as f64 / bins as f64,
+                count,
+                mean_confidence: conf / k,
+                accuracy: hits as f64 / k,
+            }
         })
-        .sum();
-    Some(ece)
+        .collect()
+}
+
+/// Expected calibration error of `(confidence, correct)` pairs over `bins` equal-width
+/// confidence bins: the support-weighted mean of |accuracy - mean confidence| per bin.
+///
+/// Confidences are clamped to [0, 1] (1.0 falls in the last bin); non-finite ones are
+/// skipped. `None` when there are no usable pairs or no bins.
+pub fn expected_calibration_error(pairs: &[(f64, bool)], bins: usize) -> Option<f64> {
+    ece_of(&reliability(pairs, bins))
+}
+
+/// Expected calibration error of an already binned diagram.
+pub fn ece_of(bins: &[ReliabilityBin]) -> Option<f64> {
+    let n: usize = bins.iter().map(|b| b.count).sum();
+    (n > 0).then(|| {
+        bins.iter()
+            .filter(|b| b.count > 0)
+            .map(|b| (b.count as f64 / n as f64) * (b.accuracy - b.mean_confidence).abs())
+            .sum()
+    })
 }
 
 #[cfg(test)]
@@ -456,5 +485,9 @@ mod tests {
         assert_eq!(expected_calibration_error(&[], 10), None);
         assert_eq!(expected_calibration_error(&pairs, 0), None);
         assert_eq!(expected_calibration_error(&[(f64::NAN, true)], 5), None);
+        let diagram = reliability(&pairs, 2);
+        assert_eq!(diagram.iter().map(|b| b.count).collect::<Vec<_>>(), [2, 2]);
+        assert!(close(diagram[0].mean_confidence, 0.3) && close(diagram[0].accuracy, 0.5));
+        assert!(close(diagram[1].upper, 1.0) && close(diagram[1].accuracy, 1.0));
     }
 }

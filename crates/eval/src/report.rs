@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::dataset::{self, DatasetError, Example, Prediction, PredictionBody};
 use crate::metrics::{
-    mean_absolute_error, Averages, ClassScore, ConfusionMatrix, MeanError, Proportion,
+    ece_of, mean_absolute_error, reliability, Averages, ClassScore, ConfusionMatrix, MeanError,
+    Proportion, ReliabilityBin,
 };
 use crate::protocol::Fields;
 
@@ -64,6 +65,53 @@ pub struct SystemReport {
     pub unanswered: usize,
     pub strict: StrictScores,
     pub soc_bench: SocBenchScores,
+    /// How well the verdicts' `confidence` predicts correctness; `None` when no
+    /// prediction carries a confidence (raw text, unconstrained decoding).
+    pub calibration: Option<Calibration>,
+}
+
+/// Verdict confidence against verdict correctness: a verdict counts as correct when its
+/// fine threat type, severity and (where the label names one) ATT&CK technique are all
+/// right, the fields an analyst acts on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Calibration {
+    /// Verdicts with a confidence.
+    pub verdicts: usize,
+    /// Mean confidence and share correct over those verdicts.
+    pub mean_confidence: f64,
+    pub accuracy: f64,
+    /// Expected calibration error over [`Calibration::BINS`] equal-width bins.
+    pub ece: f64,
+    pub bins: Vec<ReliabilityBin>,
+}
+
+impl Calibration {
+    pub const BINS: usize = 10;
+
+    fn measure(slots: &[Option<&Prediction>], outcomes: &[Correct]) -> Option<Calibration> {
+        let pairs: Vec<(f64, bool)> = slots
+            .iter()
+            .zip(outcomes)
+            .filter_map(|(slot, c)| match slot.map(|p| &p.body) {
+                Some(PredictionBody::Verdict(v)) => v.confidence.map(|conf| {
+                    let correct = c.fine_type && c.severity && c.technique.unwrap_or(true);
+                    (f64::from(conf), correct)
+                }),
+                _ => None,
+            })
+            .filter(|(conf, _)| conf.is_finite())
+            .collect();
+        let bins = reliability(&pairs, Self::BINS);
+        let ece = ece_of(&bins)?;
+        let n = pairs.len() as f64;
+        Some(Calibration {
+            verdicts: pairs.len(),
+            mean_confidence: pairs.iter().map(|p| p.0.clamp(0.0, 1.0)).sum::<f64>() / n,
+            accuracy: pairs.iter().filter(|p| p.1).count() as f64 / n,
+            ece,
+            bins,
+        })
+    }
 }
 
 /// The paper's protocol (Table II).
@@ -585,6 +633,7 @@ fn score_system(
                 severity,
             },
         },
+        calibration: Calibration::measure(slots, outcomes),
     }
 }
 
@@ -742,6 +791,39 @@ mod tests {
         );
         assert_eq!(mae.map(|r| r.higher_is_better), Some(false));
         assert_eq!(eval.records[1].systems.len(), 2);
+    }
+
+    #[test]
+    fn calibration_of_verdict_confidences() {
+        let verdict = |id: usize, threat: &str, technique: &str, severity: &str, conf: f64| {
+            serde_json::json!({"id": id, "threat_type": threat, "technique_id": technique,
+                               "severity": severity, "confidence": conf})
+            .to_string()
+        };
+        let lines = [
+            // Right on all three fields, 0.95 sure.
+            verdict(0, "SQL Injection — Union/Boolean SQLi", "T1190", "CRITICAL", 0.95),
+            // Right type and severity, sibling sub-technique: wrong, 0.85 sure.
+            verdict(1, "SSH Brute Force Attack", "T1110.003", "HIGH", 0.85),
+            // Benign label names no technique: type and severity decide, 0.15 sure.
+            verdict(2, "No Threat Detected — Normal Traffic", "", "LOW", 0.15),
+        ];
+        let eval = run(&[system("m", &lines.join("\n"))]);
+        let Some(cal) = &eval.report.systems[0].calibration else {
+            panic!("calibration expected");
+        };
+        assert_eq!(cal.verdicts, 3);
+        assert!((cal.accuracy - 2.0 / 3.0).abs() < 1e-9);
+        assert!((cal.mean_confidence - 0.65).abs() < 1e-6);
+        // Bins: [0.1,0.2) 1 right at 0.15 -> 0.85; [0.8,0.9) 1 wrong at 0.85 -> 0.85;
+        // [0.9,1.0] 1 right at 0.95 -> 0.05. ECE = (0.85 + 0.85 + 0.05) / 3.
+        assert!((cal.ece - 1.75 / 3.0).abs() < 1e-6, "{}", cal.ece);
+        assert_eq!(cal.bins.len(), Calibration::BINS);
+        assert_eq!(cal.bins.iter().map(|b| b.count).sum::<usize>(), 3);
+
+        // Raw text carries no confidence: no calibration.
+        let raw = run(&[system("r", &line(SQLI))]);
+        assert!(raw.report.systems[0].calibration.is_none());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::{delta_of, escape_html, format_delta, format_value, shorten};
 use crate::metrics::ConfusionMatrix;
-use crate::report::{Report, SystemReport, Unit};
+use crate::report::{Calibration, Report, SystemReport, Unit};
 
 /// Series colours, one per system (colour-blind safe palette).
 const PALETTE: [&str; 6] = [
@@ -256,6 +256,19 @@ fn details(h: &mut String, system: &SystemReport, colour: &str) {
     heatmap(h, &b.confusion.category, colour, "Category confusion");
     let _ = writeln!(h, "<h3>Severity confusion</h3>");
     heatmap(h, &b.confusion.severity, colour, "Severity confusion");
+    if let Some(cal) = &system.calibration {
+        let _ = writeln!(
+            h,
+            "<h3>Calibration</h3>\n<p>{} verdicts with a confidence: mean confidence {}, \
+             share fully correct (fine type, severity, technique) {}, expected calibration \
+             error {}.</p>",
+            cal.verdicts,
+            format_value(Unit::Rate, Some(cal.mean_confidence)),
+            format_value(Unit::Rate, Some(cal.accuracy)),
+            format_value(Unit::Score, Some(cal.ece)),
+        );
+        reliability_diagram(h, cal, colour);
+    }
 
     let _ = writeln!(
         h,
@@ -289,6 +302,57 @@ fn details(h: &mut String, system: &SystemReport, colour: &str) {
         );
     }
     let _ = writeln!(h, "</tbody>\n</table>");
+}
+
+/// Reliability diagram: per confidence bin, a bar of the share correct, over the
+/// diagonal a perfectly calibrated model would follow; bar width shows nothing, the
+/// count is in each bar's tooltip and under it.
+fn reliability_diagram(h: &mut String, cal: &Calibration, colour: &str) {
+    let (left, top, side) = (40.0, 10.0, 240.0);
+    let (width, height) = (left + side + 20.0, top + side + 46.0);
+    let _ = writeln!(
+        h,
+        "<svg viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" \
+         role=\"img\" aria-label=\"Reliability diagram\">\
+         <rect x=\"{left}\" y=\"{top}\" width=\"{side}\" height=\"{side}\" fill=\"none\" stroke=\"#ccc\"/>\
+         <line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{top}\" stroke=\"#999\" stroke-dasharray=\"4 3\"/>",
+        top + side,
+        left + side
+    );
+    let bins = cal.bins.len().max(1) as f64;
+    let bar_w = side / bins;
+    for b in cal.bins.iter().filter(|b| b.count > 0) {
+        let x = left + side * b.lower;
+        let bar_h = side * b.accuracy;
+        let _ = writeln!(
+            h,
+            "<g><title>confidence {}–{}: {} verdicts, mean confidence {}, correct {}</title>\
+             <rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bar_h:.1}\" \
+             fill=\"{colour}\" fill-opacity=\"0.8\"/>\
+             <text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text></g>",
+            format_value(Unit::Rate, Some(b.lower)),
+            format_value(Unit::Rate, Some(b.upper)),
+            b.count,
+            format_value(Unit::Rate, Some(b.mean_confidence)),
+            format_value(Unit::Rate, Some(b.accuracy)),
+            x + 1.0,
+            top + side - bar_h,
+            bar_w - 2.0,
+            x + bar_w / 2.0,
+            top + side + 12.0,
+            b.count,
+        );
+    }
+    let _ = writeln!(
+        h,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">confidence (count per bin above)</text>\
+         <text x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">share correct</text>\
+         </svg>",
+        left + side / 2.0,
+        top + side + 34.0,
+        top + side / 2.0,
+        top + side / 2.0,
+    );
 }
 
 /// A confusion heatmap: rows are labels, columns predictions plus "no answer"; cell

@@ -107,6 +107,19 @@ fn details(md: &mut String, system: &SystemReport) {
         format_value(Unit::Score, Some(system.strict.threat_type.weighted_f1)),
     );
 
+    if let Some(cal) = &system.calibration {
+        let _ = writeln!(
+            md,
+            "Calibration: {} verdicts with a confidence, mean confidence {}, fully correct \
+             (fine type, severity, technique) {}, expected calibration error {} ({} bins).\n",
+            cal.verdicts,
+            format_value(Unit::Rate, Some(cal.mean_confidence)),
+            format_value(Unit::Rate, Some(cal.accuracy)),
+            format_value(Unit::Score, Some(cal.ece)),
+            cal.bins.len(),
+        );
+    }
+
     let _ = writeln!(md, "### Per-category accuracy (SOC-Bench v0)\n");
     let _ = writeln!(
         md,
