@@ -63,6 +63,9 @@ pub struct Analyzer {
 /// cut before tokenizing, so a 10 MB line does not cost a 10 MB tokenization.
 const MAX_BYTES_PER_TOKEN: usize = 16;
 
+/// The first narrative field of an answer, after the structured ones.
+const NARRATIVE_START: &str = "\nEVIDENCE";
+
 impl Analyzer {
     /// Computes the key-value cache of the prompt text before the log entry once.
     pub fn new(model: Model, config: AnalyzerConfig) -> Result<Self, ModelError> {
@@ -166,9 +169,15 @@ impl Analyzer {
                 v
             }
             None => {
+                let mut stop: Vec<String> = STOP_MARKERS.iter().map(|s| s.to_string()).collect();
+                if self.config.narrative.is_none() {
+                    // Structured fields only, as under the grammar: stop where the
+                    // narrative would begin.
+                    stop.push(NARRATIVE_START.to_string());
+                }
                 let opts = GenerateOptions {
                     max_new_tokens: self.config.max_new_tokens,
-                    stop: STOP_MARKERS.iter().map(|s| s.to_string()).collect(),
+                    stop,
                     ..Default::default()
                 };
                 let generation = self

@@ -206,6 +206,16 @@ impl TrainCtx {
         TrainCtx::new(0.0, 0)
     }
 
+    /// Where the dropout stream is. Restoring it replays the same masks, which is how a
+    /// recomputed block (activation checkpointing) sees the masks of its first pass.
+    pub fn rng_state(&self) -> u64 {
+        self.rng.get()
+    }
+
+    pub fn set_rng_state(&self, state: u64) {
+        self.rng.set(state);
+    }
+
     /// splitmix64: fast, seedable and good enough for dropout masks.
     fn next_u64(&self) -> u64 {
         let mut z = self.rng.get().wrapping_add(0x9E37_79B9_7F4A_7C15);

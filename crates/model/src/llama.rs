@@ -333,6 +333,17 @@ impl Llama {
         positions: &Tensor,
         ctx: &TrainCtx,
     ) -> Result<Tensor> {
+        let mut xs = self.embed_train(tokens)?;
+        for i in 0..self.layers.len() {
+            xs = self.block_train(i, &xs, ctx)?;
+        }
+        self.head_train(&xs, positions, ctx)
+    }
+
+    /// The first piece of [`Llama::forward_train`]: `[batch, seq]` tokens to hidden states.
+    /// The pieces exist so a trainer can keep only block inputs and recompute each
+    /// block during the backward pass (activation checkpointing).
+    pub fn embed_train(&self, tokens: &Tensor) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
         if t > self.max_len() {
             return Err(ModelError::ContextOverflow {
@@ -340,23 +351,30 @@ impl Llama {
                 max: self.max_len(),
             });
         }
-        let h = self.config.hidden_size;
-        let mut xs = self
+        Ok(self
             .embed_tokens
             .index_select(&tokens.flatten_all()?, 0)?
-            .reshape((b, t, h))?;
-        for block in &self.layers {
-            let a = block.self_attn.forward_train(
-                &block.input_layernorm.forward_train(&xs)?,
-                &self.rotary,
-                ctx,
-            )?;
-            let hs = (a + &xs)?;
-            let m = block
-                .mlp
-                .forward_train(&block.post_attention_layernorm.forward_train(&hs)?, ctx)?;
-            xs = (m + hs)?;
-        }
+            .reshape((b, t, self.config.hidden_size))?)
+    }
+
+    /// Transformer block `i` of the training pass.
+    pub fn block_train(&self, i: usize, xs: &Tensor, ctx: &TrainCtx) -> Result<Tensor> {
+        let block = &self.layers[i];
+        let a = block.self_attn.forward_train(
+            &block.input_layernorm.forward_train(xs)?,
+            &self.rotary,
+            ctx,
+        )?;
+        let hs = (a + xs)?;
+        let m = block
+            .mlp
+            .forward_train(&block.post_attention_layernorm.forward_train(&hs)?, ctx)?;
+        Ok((m + hs)?)
+    }
+
+    /// Final norm and output head at the flat positions `positions`.
+    pub fn head_train(&self, xs: &Tensor, positions: &Tensor, ctx: &TrainCtx) -> Result<Tensor> {
+        let (b, t, h) = xs.dims3()?;
         let picked = xs.reshape((b * t, h))?.index_select(positions, 0)?;
         self.lm_head
             .forward_train(&self.norm.forward_train(&picked)?, ctx)

@@ -60,6 +60,11 @@ pub struct TrainConfig {
     /// Data type of the saved adapter tensors.
     #[serde(with = "dtype_name")]
     pub save_dtype: DType,
+    /// Keep only each block's input during the forward pass and recompute the block in
+    /// the backward pass: a fraction of the memory for one more forward pass. The
+    /// gradients are the same either way, so a run may resume with the other setting.
+    #[serde(default)]
+    pub checkpoint_activations: bool,
 }
 
 mod dtype_name {
@@ -104,6 +109,7 @@ impl Default for TrainConfig {
             seed: 42,
             max_steps: None,
             save_every: 25,
+            checkpoint_activations: true,
             base_name: String::new(),
             save_dtype: DType::F16,
         }
@@ -311,6 +317,87 @@ pub fn sequence_loss(
     Ok((picked.sum_all()?.neg()?, n))
 }
 
+/// The summed loss of one sequence and the gradient of `scale` times it for every LoRA
+/// variable (in `params.vars` order).
+///
+/// With `checkpoint`, the forward pass keeps only the input of each block (and where the
+/// dropout stream was); the backward pass then runs block by block from the top,
+/// recomputing each block with the same dropout masks and back-propagating the incoming
+/// gradient `g` through it as the gradient of `sum(block(x) * g)`. Peak memory is then
+/// one block's activations instead of all of them.
+pub fn sequence_grads(
+    model: &Model,
+    params: &LoraParams,
+    example: &Example,
+    loss_on_prompt: bool,
+    scale: f64,
+    checkpoint: bool,
+    ctx: &TrainCtx,
+) -> Result<(f64, Vec<Tensor>)> {
+    let mut grads: Vec<Tensor> = params
+        .vars
+        .iter()
+        .map(|v| v.as_tensor().zeros_like())
+        .collect::<candle_core::Result<_>>()?;
+    let mut collect = |store: &candle_core::backprop::GradStore| -> Result<()> {
+        for (g, v) in grads.iter_mut().zip(&params.vars) {
+            if let Some(d) = store.get(v.as_tensor()) {
+                *g = (&*g + d)?;
+            }
+        }
+        Ok(())
+    };
+    if !checkpoint {
+        let (loss, _) = sequence_loss(model, example, loss_on_prompt, ctx)?;
+        let value = loss.to_scalar::<f32>()? as f64;
+        collect(&(loss * scale)?.backward()?)?;
+        return Ok((value, grads));
+    }
+
+    let llama = &model.llama;
+    let (positions, labels) = example.targets(loss_on_prompt);
+    let dev = Device::Cpu;
+    let tokens = Tensor::new(example.tokens.as_slice(), &dev)?.unsqueeze(0)?;
+    let positions = Tensor::new(positions.as_slice(), &dev)?;
+    let labels = Tensor::new(labels.as_slice(), &dev)?;
+
+    // Forward: detaching each output drops the block's graph and its activations.
+    let layers = llama.config().num_layers;
+    let mut inputs = Vec::with_capacity(layers);
+    let mut xs = llama.embed_train(&tokens)?;
+    for i in 0..layers {
+        inputs.push((xs.clone(), ctx.rng_state()));
+        xs = llama.block_train(i, &xs, ctx)?.detach();
+    }
+    let top = candle_core::Var::from_tensor(&xs)?;
+    let logits = llama.head_train(top.as_tensor(), &positions, ctx)?;
+    let logp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+    let loss = logp.gather(&labels.unsqueeze(1)?, 1)?.sum_all()?.neg()?;
+    let value = loss.to_scalar::<f32>()? as f64;
+    let store = (loss * scale)?.backward()?;
+    collect(&store)?;
+    let mut g = store
+        .get(top.as_tensor())
+        .cloned()
+        .ok_or_else(|| candle_core::Error::Msg("no gradient reached the last block".into()))?;
+    drop(store);
+
+    // Backward, block by block from the top.
+    for i in (0..layers).rev() {
+        let (input, rng) = &inputs[i];
+        let x = candle_core::Var::from_tensor(input)?;
+        ctx.set_rng_state(*rng);
+        let out = llama.block_train(i, x.as_tensor(), ctx)?;
+        let store = (out * &g)?.sum_all()?.backward()?;
+        collect(&store)?;
+        g = store
+            .get(x.as_tensor())
+            .cloned()
+            .ok_or_else(|| candle_core::Error::Msg(format!("no gradient reached block {i}")))?;
+    }
+    Ok((value, grads))
+}
+
 /// Mean validation loss per scored token (no dropout, no gradients kept).
 pub fn validation_loss(model: &Model, examples: &[Example], loss_on_prompt: bool) -> Result<f64> {
     let ctx = TrainCtx::eval();
@@ -394,6 +481,8 @@ impl Trainer {
         theirs.max_steps = None;
         mine.save_every = 0;
         theirs.save_every = 0;
+        mine.checkpoint_activations = false;
+        theirs.checkpoint_activations = false;
         if mine != theirs {
             return Err(bad(format!(
                 "it was made with different options: {theirs:?}"
@@ -500,19 +589,17 @@ impl Trainer {
                     cfg.dropout as f32,
                     cfg.seed ^ ((state.step as u64) << 20) ^ k as u64,
                 );
-                let (loss, _) = sequence_loss(&self.model, example, cfg.loss_on_prompt, &ctx)?;
-                loss_sum += loss.to_scalar::<f32>()? as f64;
                 // Token-weighted mean over the whole optimizer step.
-                let loss = (loss / scored.max(1) as f64)?;
-                let store = loss.backward()?;
-                let mut these = Vec::with_capacity(self.params.vars.len());
-                for v in &self.params.vars {
-                    these.push(match store.get(v.as_tensor()) {
-                        Some(g) => g.clone(),
-                        None => v.as_tensor().zeros_like()?,
-                    });
-                }
-                drop(store);
+                let (loss, these) = sequence_grads(
+                    &self.model,
+                    &self.params,
+                    example,
+                    cfg.loss_on_prompt,
+                    1.0 / scored.max(1) as f64,
+                    cfg.checkpoint_activations,
+                    &ctx,
+                )?;
+                loss_sum += loss;
                 grads = Some(match grads {
                     None => these,
                     Some(acc) => acc
