@@ -63,6 +63,7 @@ pub use metrics::{
 pub use protocol::{cut_at_loop_marker, strict_field, Fields};
 pub use render::RenderError;
 pub use report::{
-    evaluate, Calibration, Comparison, ComparisonRow, Confusions, Correct, Evaluation, ExampleRecord, Headline,
-    Protocol, Report, SocBenchScores, StrictScores, System, SystemOutcome, SystemReport, Unit,
+    evaluate, Calibration, Comparison, ComparisonRow, Confusions, Correct, Evaluation,
+    ExampleRecord, Headline, Protocol, Report, SocBenchScores, StrictScores, System, SystemOutcome,
+    SystemReport, Unit,
 };

@@ -802,7 +802,13 @@ mod tests {
         };
         let lines = [
             // Right on all three fields, 0.95 sure.
-            verdict(0, "SQL Injection — Union/Boolean SQLi", "T1190", "CRITICAL", 0.95),
+            verdict(
+                0,
+                "SQL Injection — Union/Boolean SQLi",
+                "T1190",
+                "CRITICAL",
+                0.95,
+            ),
             // Right type and severity, sibling sub-technique: wrong, 0.85 sure.
             verdict(1, "SSH Brute Force Attack", "T1110.003", "HIGH", 0.85),
             // Benign label names no technique: type and severity decide, 0.15 sure.

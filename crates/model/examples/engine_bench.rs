@@ -94,6 +94,7 @@ fn main() {
         WeightFormat::AsStored,
         WeightFormat::Q8_0,
         WeightFormat::F32,
+        WeightFormat::Mixed,
     ] {
         let t = Instant::now();
         let model = Model::load(

@@ -240,7 +240,7 @@ impl Llama {
             .map(|i| Block::load(w, &config, i))
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::new(w.dense("model.norm.weight", &[h])?, config.rms_norm_eps);
-        let lm_head = if config.tie_word_embeddings {
+        let mut lm_head = if config.tie_word_embeddings {
             match w.gguf() {
                 // Keep the tied head in the file's (quantized) format: much faster matvec.
                 Some(_) => w.linear("model.embed_tokens.weight", (v, h), None)?,
@@ -249,6 +249,9 @@ impl Llama {
         } else {
             w.linear("lm_head.weight", (v, h), None)?
         };
+        // Inference runs the head on one position per step: a dense copy would only
+        // cost memory (the largest matrix).
+        lm_head.set_dense_copy(None)?;
         // Rotary tables beyond a few thousand positions only cost memory here.
         let max_len = config.max_position_embeddings.clamp(1, 8192);
         let rotary = Rotary::new(config.head_dim, config.rope_theta, max_len, &Device::Cpu)?;

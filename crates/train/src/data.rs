@@ -109,6 +109,20 @@ impl Example {
     }
 }
 
+/// The record with its output cut right before the first narrative field (`EVIDENCE:`), for
+/// [`crate::TrainConfig::fields_only`]. An output without one is kept whole.
+pub fn fields_only(record: &Record) -> Record {
+    let output = match record.output.find("\nEVIDENCE") {
+        // Keep the newline: it ends the risk score, and the grammar decodes it.
+        Some(end) => record.output[..=end].to_string(),
+        None => record.output.clone(),
+    };
+    Record {
+        output,
+        ..record.clone()
+    }
+}
+
 /// Builds the token sequence of a record with the inference prompt template. The
 /// response is never truncated: when the whole does not fit `max_len`, the log text is
 /// shortened in the middle with a visible `[... N tokens cut ...]` marker, and a record

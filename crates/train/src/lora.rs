@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, Var};
 use opensoc_model::adapter::{save_adapter, TargetModules};
 use opensoc_model::layers::Lora;
-use opensoc_model::{AdapterConfig, Llama};
+use opensoc_model::{Adapter, AdapterConfig, Llama};
 
 use crate::data::SplitMix;
 use crate::error::{Result, TrainError};
@@ -102,6 +102,52 @@ impl LoraParams {
             v.set(t)?;
         }
         Ok(())
+    }
+
+    /// Takes the values of a saved adapter of the same shape (see
+    /// [`TrainConfig::init_adapter`](crate::TrainConfig::init_adapter)).
+    pub fn init_from(&self, adapter: &Adapter) -> Result<()> {
+        if (adapter.config.rank, adapter.config.scale()) != (self.config.rank, self.config.scale())
+        {
+            return Err(TrainError::Config(format!(
+                "initial adapter {}: r={} and scale {} differ from this run's r={} and scale {}",
+                adapter.path.display(),
+                adapter.config.rank,
+                adapter.config.scale(),
+                self.config.rank,
+                self.config.scale()
+            )));
+        }
+        let mut values = Vec::with_capacity(self.vars.len());
+        for (i, key) in self.keys.iter().enumerate() {
+            let (a, b) = adapter.weights.get(key).ok_or_else(|| {
+                TrainError::Config(format!(
+                    "initial adapter {} has no {}",
+                    adapter.path.display(),
+                    self.var_name(2 * i)
+                ))
+            })?;
+            values.push(a.clone());
+            values.push(b.clone());
+        }
+        if adapter.weights.len() != self.keys.len() {
+            return Err(TrainError::Config(format!(
+                "initial adapter {} targets other modules than this run",
+                adapter.path.display()
+            )));
+        }
+        for (i, (v, t)) in self.vars.iter().zip(&values).enumerate() {
+            if v.dims() != t.dims() {
+                return Err(TrainError::Config(format!(
+                    "initial adapter {}: {} is {:?}, expected {:?}",
+                    adapter.path.display(),
+                    self.var_name(i),
+                    t.dims(),
+                    v.dims()
+                )));
+            }
+        }
+        self.set(&values)
     }
 
     /// Name of `vars[i]` (PEFT key), for checkpoints and error messages.

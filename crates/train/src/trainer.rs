@@ -65,6 +65,16 @@ pub struct TrainConfig {
     /// gradients are the same either way, so a run may resume with the other setting.
     #[serde(default)]
     pub checkpoint_activations: bool,
+    /// Start from this adapter's matrices instead of PEFT's initialisation (same rank
+    /// and modules): a second stage on top of a finished run.
+    #[serde(default)]
+    pub init_adapter: Option<PathBuf>,
+    /// Keep and score only the structured fields of each response (threat type to risk
+    /// score): shorter sequences, and every gradient on the decisions the verdict is
+    /// judged by. Meant for a second stage after a run on whole responses, which taught
+    /// the narrative fields.
+    #[serde(default)]
+    pub fields_only: bool,
 }
 
 mod dtype_name {
@@ -110,6 +120,8 @@ impl Default for TrainConfig {
             max_steps: None,
             save_every: 25,
             checkpoint_activations: true,
+            init_adapter: None,
+            fields_only: false,
             base_name: String::new(),
             save_dtype: DType::F16,
         }
@@ -266,13 +278,26 @@ pub fn prepare(
     let mut encode = |idx: &[usize]| -> Vec<Example> {
         let mut out = Vec::new();
         for &i in idx {
+            let fields;
+            let record = if config.fields_only {
+                fields = data::fields_only(&records[i]);
+                &fields
+            } else {
+                &records[i]
+            };
             match data::encode(
                 &model.tokenizer,
-                &records[i],
+                record,
                 opensoc_verdict::prompt::INSTRUCTION,
                 max_len,
             ) {
-                Ok(e) => out.push(e),
+                Ok(mut e) => {
+                    if config.fields_only {
+                        // The answer goes on after the fields: no end of sequence here.
+                        e.tokens.pop();
+                    }
+                    out.push(e)
+                }
                 Err(reason) => skipped.push(Skipped {
                     path: path.to_path_buf(),
                     index: i,
@@ -424,6 +449,9 @@ impl Trainer {
     pub fn new(mut model: Model, config: TrainConfig, out: &Path) -> Result<Self> {
         config.validate()?;
         let params = LoraParams::attach(&mut model.llama, config.adapter_config(), config.seed)?;
+        if let Some(dir) = &config.init_adapter {
+            params.init_from(&opensoc_model::Adapter::load(dir)?)?;
+        }
         let optim = AdamW::new(&params.vars, config.weight_decay)?;
         Ok(Trainer {
             model,

@@ -137,8 +137,16 @@ fn checkpointed_gradients_equal_plain_ones() {
         // Dropout on: the recomputed blocks must replay the first pass's masks.
         let run = |checkpoint: bool| {
             let ctx = TrainCtx::new(0.3, 7);
-            sequence_grads(&trainer.model, &trainer.params, &e, false, 0.5, checkpoint, &ctx)
-                .unwrap()
+            sequence_grads(
+                &trainer.model,
+                &trainer.params,
+                &e,
+                false,
+                0.5,
+                checkpoint,
+                &ctx,
+            )
+            .unwrap()
         };
         let (plain_loss, plain) = run(false);
         let (ckpt_loss, ckpt) = run(true);
@@ -148,7 +156,11 @@ fn checkpointed_gradients_equal_plain_ones() {
             let p: Vec<f32> = p.flatten_all().unwrap().to_vec1().unwrap();
             let c: Vec<f32> = c.flatten_all().unwrap().to_vec1().unwrap();
             let scale = p.iter().fold(0f32, |m, x| m.max(x.abs()));
-            assert!(scale > 0.0, "{} has a zero gradient", trainer.params.var_name(i));
+            assert!(
+                scale > 0.0,
+                "{} has a zero gradient",
+                trainer.params.var_name(i)
+            );
             let diff = max_abs_diff(&p, &c);
             assert!(
                 diff <= 1e-5 * scale,
@@ -408,4 +420,70 @@ fn long_input_is_cut_in_the_middle_and_the_response_never() {
         ..rec
     };
     assert!(data::encode(tok, &long, opensoc_verdict::prompt::INSTRUCTION, 300).is_err());
+}
+
+#[test]
+fn second_stage_starts_from_the_adapter_and_scores_only_the_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        epochs: 1,
+        ..config()
+    };
+    train_run(dir.path(), cfg.clone(), false);
+    let first = dir.path().join("out");
+    let saved = opensoc_model::Adapter::load(&first).unwrap();
+
+    let stage2 = TrainConfig {
+        init_adapter: Some(first.clone()),
+        fields_only: true,
+        ..cfg
+    };
+    let model = tiny(dir.path(), SPEC_GQA_TIED);
+    let trainer = Trainer::new(model, stage2.clone(), &dir.path().join("out2")).unwrap();
+    for (i, v) in trainer.params.vars.iter().enumerate() {
+        let (a, b) = &saved.weights[&trainer.params.keys[i / 2]];
+        let expected = if i % 2 == 0 { a } else { b };
+        let diff = (v.as_tensor() - expected)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(diff, 0.0, "{}", trainer.params.var_name(i));
+    }
+
+    // The response stops after the risk score's line, without an end of sequence.
+    let rec = Record {
+        instruction: String::new(),
+        input: "GET /?id=1' OR 1=1--".into(),
+        output: "THREAT_TYPE: SQLi\nRISK_SCORE: 80\nEVIDENCE: quote\nIMPACT: x".into(),
+    };
+    assert_eq!(
+        data::fields_only(&rec).output,
+        "THREAT_TYPE: SQLi\nRISK_SCORE: 80\n"
+    );
+    let model = &trainer.model;
+    let prepared = opensoc_train::prepare(
+        model,
+        &[rec.clone(), rec],
+        vec![],
+        Path::new("t.json"),
+        &stage2,
+    )
+    .unwrap();
+    let e = &prepared.train[0];
+    let response = model.tokenizer.decode(&e.tokens[e.prompt_len..]).unwrap();
+    assert_eq!(response, "THREAT_TYPE: SQLi\nRISK_SCORE: 80\n");
+
+    // A mismatched initial adapter is refused.
+    let other = TrainConfig {
+        rank: 2,
+        init_adapter: Some(first),
+        ..config()
+    };
+    assert!(Trainer::new(tiny(dir.path(), SPEC_GQA_TIED), other, dir.path()).is_err());
 }

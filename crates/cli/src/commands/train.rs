@@ -103,6 +103,13 @@ pub struct Args {
     /// default model).
     #[arg(long)]
     no_checkpointing: bool,
+    /// Start from this adapter (same rank and modules) instead of a fresh one.
+    #[arg(long, value_name = "DIR")]
+    init_adapter: Option<PathBuf>,
+    /// Train on the structured fields of each response only (threat type to risk score);
+    /// for a second stage with --init-adapter after a run on whole responses.
+    #[arg(long)]
+    fields_only: bool,
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
@@ -160,6 +167,8 @@ pub fn run(args: Args) -> Result<Outcome> {
             DType::F16
         },
         checkpoint_activations: !args.no_checkpointing,
+        init_adapter: args.init_adapter,
+        fields_only: args.fields_only,
     };
     let prepared = prepare(&model, &records, skipped, &args.data, &config)?;
     // Records that did not tokenize or fit (the file's parse errors were printed above).
