@@ -99,6 +99,9 @@ pub struct Grammar {
     eos: Vec<u32>,
 }
 
+/// Beam width of the technique line (see [`Decoder::choose_beam`]).
+const TECHNIQUE_BEAM: usize = 4;
+
 /// Placeholder the training data uses where no technique applies (benign traffic).
 const NOT_APPLICABLE: &str = "N/A";
 
@@ -329,6 +332,129 @@ impl Decoder<'_> {
         }
     }
 
+    /// Runs `h`'s pending tokens and adds their log-probabilities (all but the first
+    /// when `h.first_scored`) to `h.logp`; `h.logits` becomes the next-token logits.
+    fn flush(&self, h: &mut Hyp) -> Result<(), ModelError> {
+        if h.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut h.pending);
+        if !h.first_scored {
+            h.logp += log_prob(&h.logits, pending[0]);
+        }
+        h.first_scored = false;
+        let rows: Vec<Vec<f32>> = if self.token_by_token {
+            let mut rows = Vec::with_capacity(pending.len());
+            for &t in &pending {
+                let input = Tensor::new(&[t], &Device::Cpu)?.unsqueeze(0)?;
+                let l = self.model.llama.forward(&input, &mut h.cache, false)?;
+                rows.push(l.squeeze(0)?.to_vec1::<f32>()?);
+            }
+            rows
+        } else {
+            let input = Tensor::new(pending.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+            let l = self.model.llama.forward(&input, &mut h.cache, true)?;
+            l.squeeze(0)?.to_vec2::<f32>()?
+        };
+        for (row, &t) in rows.iter().zip(&pending[1..]) {
+            h.logp += log_prob(row, t);
+        }
+        if let Some(last) = rows.into_iter().last() {
+            h.logits = last;
+        }
+        Ok(())
+    }
+
+    /// Beam search over `choice`'s trie: keeps the `width` likeliest partial lines and
+    /// scores every line whole, forced tokens included, so a value's later tokens count
+    /// (a technique's name after its ID: a small model knows "Exploit Public-Facing
+    /// Application" better than the digits of T1190). Returns the best complete line
+    /// and its probability against the other complete lines the search reached.
+    fn choose_beam(&mut self, choice: &Choice, width: usize) -> Result<(usize, f32), ModelError> {
+        let trie = &choice.trie;
+        let logits = self.logits()?.to_vec();
+        let mut beam = vec![Hyp {
+            node: 0,
+            cache: self.cache.clone(),
+            logits,
+            pending: Vec::new(),
+            first_scored: false,
+            logp: 0.0,
+            tokens: Vec::new(),
+        }];
+        let mut done: Vec<(usize, Hyp)> = Vec::new();
+        while !beam.is_empty() {
+            // Candidate extensions: (score, parent, token, child).
+            let mut candidates: Vec<(f32, usize, u32, usize)> = Vec::new();
+            let mut parents = Vec::with_capacity(beam.len());
+            for mut h in beam {
+                loop {
+                    if let Some(value) = trie.terminal[h.node] {
+                        self.flush(&mut h)?;
+                        done.push((value, h));
+                        break;
+                    }
+                    match trie.children[h.node].as_slice() {
+                        [] => return Err(ModelError::Tokenizer("grammar has a dead end".into())),
+                        [(t, child)] => {
+                            h.pending.push(*t);
+                            h.tokens.push(*t);
+                            h.node = *child;
+                        }
+                        children => {
+                            self.flush(&mut h)?;
+                            for &(t, child) in children {
+                                let score = h.logp + log_prob(&h.logits, t);
+                                candidates.push((score, parents.len(), t, child));
+                            }
+                            parents.push(h);
+                            break;
+                        }
+                    }
+                }
+            }
+            // Log-probabilities only fall: a partial line below the best complete one
+            // cannot win.
+            let floor = done
+                .iter()
+                .map(|(_, h)| h.logp)
+                .fold(f32::NEG_INFINITY, f32::max);
+            candidates.retain(|c| c.0 > floor);
+            candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+            candidates.truncate(width);
+            beam = candidates
+                .into_iter()
+                .map(|(score, parent, t, child)| {
+                    let p = &parents[parent];
+                    let mut tokens = p.tokens.clone();
+                    tokens.push(t);
+                    Hyp {
+                        node: child,
+                        cache: p.cache.clone(),
+                        logits: p.logits.clone(),
+                        pending: vec![t],
+                        first_scored: true,
+                        logp: score,
+                        tokens,
+                    }
+                })
+                .collect();
+        }
+        let best = done
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1 .1.logp.total_cmp(&b.1 .1.logp))
+            .map(|(i, _)| i)
+            .ok_or_else(|| ModelError::Tokenizer("grammar has no complete line".into()))?;
+        let top = done[best].1.logp;
+        let total: f32 = done.iter().map(|(_, h)| (h.logp - top).exp()).sum();
+        let (value, h) = done.swap_remove(best);
+        self.cache = h.cache;
+        self.logits = Some(h.logits);
+        self.out.extend_from_slice(&h.tokens);
+        Ok((value, 1.0 / total))
+    }
+
     /// `KEY:` then model text up to a newline or `max` tokens.
     fn free_text(
         &mut self,
@@ -361,6 +487,31 @@ impl Decoder<'_> {
             .trim()
             .to_string())
     }
+}
+
+/// A partial line of [`Decoder::choose_beam`], with its own cache.
+struct Hyp {
+    node: usize,
+    cache: KvCache,
+    /// Next-token logits after the cached tokens.
+    logits: Vec<f32>,
+    /// Tokens appended but not yet run.
+    pending: Vec<u32>,
+    /// The first pending token's log-probability is already in `logp`.
+    first_scored: bool,
+    logp: f32,
+    tokens: Vec<u32>,
+}
+
+fn log_prob(logits: &[f32], token: u32) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+    logits
+        .get(token as usize)
+        .copied()
+        .unwrap_or(f32::NEG_INFINITY)
+        - max
+        - sum.ln()
 }
 
 fn argmax(logits: &[f32]) -> u32 {
@@ -400,7 +551,7 @@ pub fn decode(
     let (t, p) = d.choose(&grammar.threat_type)?;
     conf.threat_type = p;
     let threat_type = grammar.threat_type.values[t].clone();
-    let (t, p) = d.choose(&grammar.technique)?;
+    let (t, p) = d.choose_beam(&grammar.technique, TECHNIQUE_BEAM)?;
     conf.technique = p;
     let technique = grammar.technique_values[t].clone();
     let tactic_choice = grammar
@@ -445,8 +596,138 @@ pub fn decode(
 }
 
 #[cfg(test)]
+#[path = "../../model/tests/common/mod.rs"]
+#[allow(dead_code)]
+mod test_models;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tiny_model(dir: &std::path::Path) -> Model {
+        use opensoc_model::{LoadOptions, ModelSource, WeightFormat};
+        let path = dir.join("tiny.gguf");
+        let spec = test_models::SPEC_GQA_TIED;
+        test_models::write_gguf(
+            &path,
+            spec,
+            &test_models::random_weights(spec, 5),
+            candle_core::quantized::GgmlDType::F32,
+            "llama",
+        );
+        Model::load(
+            &ModelSource::Gguf(path),
+            LoadOptions {
+                weight_format: WeightFormat::AsStored,
+            },
+        )
+        .unwrap()
+    }
+
+    fn decoder<'a>(model: &'a Model, prompt: &[u32]) -> Decoder<'a> {
+        let mut d = Decoder {
+            model,
+            cache: model.llama.new_cache(),
+            pending: prompt.to_vec(),
+            logits: None,
+            out: Vec::new(),
+            token_by_token: false,
+        };
+        d.logits().unwrap();
+        d
+    }
+
+    /// Log-probability of `line` after `prompt`, by one full forward pass.
+    fn line_logp(model: &Model, prompt: &[u32], line: &[u32]) -> f32 {
+        let all: Vec<u32> = prompt.iter().chain(line).copied().collect();
+        let input = Tensor::new(all.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let rows = model
+            .llama
+            .forward(&input, &mut model.llama.new_cache(), true)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        line.iter()
+            .enumerate()
+            .map(|(i, &t)| log_prob(&rows[prompt.len() + i - 1], t))
+            .sum()
+    }
+
+    #[test]
+    fn beam_finds_the_likeliest_whole_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = tiny_model(dir.path());
+        // Values that branch early and then run long forced tails: the tails must count.
+        let values: Vec<String> = [
+            "T1 (Alpha)",
+            "T1 (Beta)",
+            "T12 (Gamma)",
+            "T2 (delta echo foxtrot golf)",
+            "T3 (hotel india juliet kilo)",
+            "T4 (lima mike november oscar)",
+            "N/A",
+        ]
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+        let choice = choice(&model, "KEY", values.clone()).unwrap();
+        let prompts: Vec<Vec<u32>> = (0..8u32)
+            .map(|i| (0..4).map(|j| 40 + (i * 37 + j * 11) % 200).collect())
+            .collect();
+        for prompt in prompts {
+            let scores: Vec<f32> = values
+                .iter()
+                .map(|v| {
+                    let line = line_tokens(&model, &format!("KEY: {v}\n")).unwrap();
+                    line_logp(&model, &prompt, &line)
+                })
+                .collect();
+            let best = (0..values.len())
+                .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+                .unwrap();
+            let share = 1.0 / scores.iter().map(|s| (s - scores[best]).exp()).sum::<f32>();
+
+            // A partial line's score is the sum of its tokens' log-probabilities.
+            for (v, score) in values.iter().zip(&scores) {
+                let d = decoder(&model, &prompt);
+                let mut h = Hyp {
+                    node: 0,
+                    cache: d.cache.clone(),
+                    logits: d.logits.clone().unwrap(),
+                    pending: line_tokens(&model, &format!("KEY: {v}\n")).unwrap(),
+                    first_scored: false,
+                    logp: 0.0,
+                    tokens: Vec::new(),
+                };
+                d.flush(&mut h).unwrap();
+                assert!((h.logp - score).abs() < 1e-3, "{v}: {} vs {score}", h.logp);
+            }
+
+            let mut d = decoder(&model, &prompt);
+            let (value, p) = d.choose_beam(&choice, values.len()).unwrap();
+            assert_eq!(value, best, "{prompt:?}: {scores:?}");
+            // Lines that could not win may be pruned: the share is at least the exact one.
+            assert!(p >= share - 1e-4 && p <= 1.0 + 1e-6, "{p} vs {share}");
+            let line = line_tokens(&model, &format!("KEY: {}\n", values[best])).unwrap();
+            assert_eq!(d.out, line);
+            // The decoder continues after the chosen line with that line's logits.
+            let all: Vec<u32> = prompt.iter().chain(&line).copied().collect();
+            let mut reference = decoder(&model, &all);
+            let diff = d
+                .logits()
+                .unwrap()
+                .iter()
+                .zip(reference.logits().unwrap())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 1e-3, "{diff}");
+        }
+    }
 
     #[test]
     fn trie_shares_prefixes_and_marks_values() {
