@@ -97,10 +97,9 @@ pub struct Grammar {
     newline_tokens: HashSet<u32>,
     newline: Vec<u32>,
     eos: Vec<u32>,
+    /// Beam width of the technique line; 1 is greedy (see [`Decoder::choose_beam`]).
+    technique_beam: usize,
 }
-
-/// Beam width of the technique line (see [`Decoder::choose_beam`]).
-const TECHNIQUE_BEAM: usize = 4;
 
 /// Placeholder the training data uses where no technique applies (benign traffic).
 const NOT_APPLICABLE: &str = "N/A";
@@ -207,7 +206,15 @@ impl Grammar {
             newline_tokens,
             newline: line_tokens(model, "\n")?,
             eos: model.tokenizer.eos_ids().to_vec(),
+            technique_beam: 1,
         })
+    }
+
+    /// Chooses the technique line by a beam search of this width over whole lines (ID
+    /// and official name) instead of token by token; widths below 1 count as 1.
+    pub fn with_technique_beam(mut self, width: usize) -> Grammar {
+        self.technique_beam = width.max(1);
+        self
     }
 }
 
@@ -551,7 +558,7 @@ pub fn decode(
     let (t, p) = d.choose(&grammar.threat_type)?;
     conf.threat_type = p;
     let threat_type = grammar.threat_type.values[t].clone();
-    let (t, p) = d.choose_beam(&grammar.technique, TECHNIQUE_BEAM)?;
+    let (t, p) = d.choose_beam(&grammar.technique, grammar.technique_beam)?;
     conf.technique = p;
     let technique = grammar.technique_values[t].clone();
     let tactic_choice = grammar
@@ -597,7 +604,6 @@ pub fn decode(
 
 #[cfg(test)]
 #[path = "../../model/tests/common/mod.rs"]
-#[allow(dead_code)]
 mod test_models;
 
 #[cfg(test)]

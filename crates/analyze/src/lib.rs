@@ -36,6 +36,8 @@ pub struct AnalyzerConfig {
     pub narrative: Option<NarrativeLimits>,
     /// Verdicts whose confidence is below this are marked `needs_review`.
     pub min_confidence: Option<f32>,
+    /// Under the grammar: beam width of the technique line (1: greedy, token by token).
+    pub technique_beam: usize,
 }
 
 impl Default for AnalyzerConfig {
@@ -47,6 +49,7 @@ impl Default for AnalyzerConfig {
             constrained: true,
             narrative: Some(NarrativeLimits::default()),
             min_confidence: None,
+            technique_beam: 1,
         }
     }
 }
@@ -74,7 +77,10 @@ impl Analyzer {
         let prefix = model.prefill_prefix(&prefix_ids)?;
         let taxonomy = Taxonomy::builtin();
         let grammar = if config.constrained {
-            Some(Grammar::new(&model, taxonomy, Catalog::enterprise())?)
+            Some(
+                Grammar::new(&model, taxonomy, Catalog::enterprise())?
+                    .with_technique_beam(config.technique_beam),
+            )
         } else {
             None
         };

@@ -15,6 +15,13 @@ use crate::llama::{Llama, PROJECTIONS};
 pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
 pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
+/// Name of the built-in adapter (its directory under `models/` in the repository).
+pub const BUILTIN_ADAPTER_NAME: &str = "opensoc-smollm2-lora";
+const BUILTIN_CONFIG: &str =
+    include_str!("../../../models/opensoc-smollm2-lora/adapter_config.json");
+const BUILTIN_WEIGHTS: &[u8] =
+    include_bytes!("../../../models/opensoc-smollm2-lora/adapter_model.safetensors");
+
 /// The fields of PEFT's `LoraConfig` that OpenSOC reads and writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdapterConfig {
@@ -115,14 +122,31 @@ pub fn peft_key(layer: usize, module: &str, which: char) -> String {
 impl Adapter {
     /// Reads an adapter directory. Shapes are checked against a model in [`Adapter::apply`].
     pub fn load(dir: &Path) -> Result<Adapter> {
+        let config_path = dir.join(ADAPTER_CONFIG_FILE);
+        let config = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
+        let weights_path = dir.join(ADAPTER_WEIGHTS_FILE);
+        let weights = std::fs::read(&weights_path).map_err(io_err(&weights_path))?;
+        Adapter::from_bytes(&config, &weights, dir)
+    }
+
+    /// The adapter shipped with OpenSOC for the default base model (SmolLM2-135M-Instruct),
+    /// compiled into the binary; `models/opensoc-smollm2-lora/README.md` is its model card.
+    pub fn builtin() -> Result<Adapter> {
+        Adapter::from_bytes(
+            BUILTIN_CONFIG,
+            BUILTIN_WEIGHTS,
+            Path::new(BUILTIN_ADAPTER_NAME),
+        )
+    }
+
+    /// An adapter from the contents of its two files; `dir` names it in errors.
+    pub fn from_bytes(config: &str, weights: &[u8], dir: &Path) -> Result<Adapter> {
         let bad = |reason: String| ModelError::Adapter {
             path: dir.to_path_buf(),
             reason,
         };
-        let config_path = dir.join(ADAPTER_CONFIG_FILE);
-        let text = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
         let config: AdapterConfig =
-            serde_json::from_str(&text).map_err(|e| bad(format!("{ADAPTER_CONFIG_FILE}: {e}")))?;
+            serde_json::from_str(config).map_err(|e| bad(format!("{ADAPTER_CONFIG_FILE}: {e}")))?;
         if config.peft_type.as_deref().is_some_and(|t| t != "LORA") {
             return Err(bad(format!("peft_type {:?} is not LORA", config.peft_type)));
         }
@@ -157,9 +181,7 @@ impl Adapter {
             }
         }
 
-        let weights_path = dir.join(ADAPTER_WEIGHTS_FILE);
-        let bytes = std::fs::read(&weights_path).map_err(io_err(&weights_path))?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        let tensors = candle_core::safetensors::load_buffer(weights, &Device::Cpu)
             .map_err(|e| bad(format!("{ADAPTER_WEIGHTS_FILE}: {e}")))?;
         let mut halves: BTreeMap<(usize, String), (Option<Tensor>, Option<Tensor>)> =
             BTreeMap::new();

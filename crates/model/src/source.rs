@@ -162,8 +162,13 @@ impl Model {
     /// Loads a PEFT adapter directory onto this model (see [`Adapter::apply`]).
     pub fn apply_adapter(&mut self, dir: &Path, merge: bool) -> Result<Adapter> {
         let adapter = Adapter::load(dir)?;
-        adapter.apply(&mut self.llama, merge)?;
+        self.attach(&adapter, merge)?;
         Ok(adapter)
+    }
+
+    /// Applies an already loaded adapter (see [`Adapter::apply`]).
+    pub fn attach(&mut self, adapter: &Adapter, merge: bool) -> Result<()> {
+        adapter.apply(&mut self.llama, merge)
     }
 }
 

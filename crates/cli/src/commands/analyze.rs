@@ -9,7 +9,7 @@ use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
 use opensoc_ingest::{GroupingConfig, Intake, IntakeConfig, Source};
 use opensoc_report::{Format, VerdictWriter};
 
-use super::{load_model, progress_bar, Weights};
+use super::{load_model, progress_bar, AdapterArgs, Weights};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -36,17 +36,13 @@ pub struct Args {
     /// SmolLM2-135M-Instruct GGUF, fetched on first use.
     #[arg(long, env = "OPENSOC_MODEL")]
     model: Option<String>,
-    /// LoRA adapter directory in the PEFT layout.
-    #[arg(long, value_name = "DIR")]
-    adapter: Option<PathBuf>,
-    /// Run the base model without any adapter.
-    #[arg(long, conflicts_with = "adapter")]
-    no_adapter: bool,
+    #[command(flatten)]
+    adapter: AdapterArgs,
     /// Fold the adapter into the weights instead of applying it on the fly.
     #[arg(long)]
     merge_adapter: bool,
     /// In-memory format of GGUF weights.
-    #[arg(long, value_enum, default_value_t = Weights::Q8)]
+    #[arg(long, value_enum, default_value_t = Weights::Mixed)]
     weights: Weights,
     /// Output format (default: table on a terminal, jsonl otherwise).
     #[arg(long, value_enum)]
@@ -57,6 +53,11 @@ pub struct Args {
     /// Log text beyond this many tokens is cut in the middle (with a marker).
     #[arg(long, default_value_t = 1024)]
     max_input_tokens: usize,
+    /// Choose the ATT&CK technique by a beam search of this width over whole lines (ID and
+    /// name) instead of token by token; slower, and no more accurate with the built-in
+    /// adapter on its validation split (docs/EVALUATION.md).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    technique_beam: usize,
     /// Generate freely and parse the text (the paper's way) instead of decoding under the
     /// verdict grammar, which always yields valid fields.
     #[arg(long)]
@@ -111,12 +112,12 @@ fn intake_config(args: &Args) -> IntakeConfig {
 pub fn run(args: Args) -> Result<Outcome> {
     // Open the inputs first: a typo in a path should not wait for the model to load.
     let mut intake = Intake::start(intake_config(&args))?;
+    let adapter = args.adapter.select(args.model.as_deref())?;
     let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
-    // `--no-adapter` conflicts with `--adapter` (clap), so this is the only switch.
-    if let Some(dir) = &args.adapter {
+    if let Some(adapter) = &adapter {
         model
-            .apply_adapter(dir, args.merge_adapter)
-            .with_context(|| format!("applying adapter {}", dir.display()))?;
+            .attach(adapter, args.merge_adapter)
+            .with_context(|| format!("applying adapter {}", adapter.path.display()))?;
     }
     let analyzer = Analyzer::new(
         model,
@@ -124,6 +125,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             max_new_tokens: args.max_new_tokens,
             max_input_tokens: args.max_input_tokens,
             constrained: !args.unconstrained,
+            technique_beam: args.technique_beam,
             narrative: (!args.no_narrative).then(NarrativeLimits::default),
             min_confidence: args.min_confidence,
             ..AnalyzerConfig::default()

@@ -1,14 +1,14 @@
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
 use opensoc_attack::{Catalog, Taxonomy};
 use opensoc_eval::{evaluate, load_examples, render, Example, System};
-use opensoc_model::Model;
+use opensoc_model::{Adapter, Model};
 use opensoc_report::{Format, VerdictWriter};
 
-use super::{load_model, progress_bar, Weights};
+use super::{load_model, progress_bar, AdapterArgs, Weights};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -24,22 +24,34 @@ pub struct Args {
     /// Model to run (default: the default model).
     #[arg(long, env = "OPENSOC_MODEL")]
     model: Option<String>,
-    /// LoRA adapter directory (PEFT layout).
-    #[arg(long, value_name = "DIR")]
-    adapter: Option<PathBuf>,
+    #[command(flatten)]
+    adapter: AdapterArgs,
     /// Also run the model without the adapter, side by side (the paper's Table II).
     #[arg(long)]
     baseline: bool,
+    /// Choose the ATT&CK technique by a beam search of this width over whole lines (ID and
+    /// name) instead of token by token; slower, and no more accurate with the built-in
+    /// adapter on its validation split (docs/EVALUATION.md).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    technique_beam: usize,
     /// Generate freely and parse the text, as the paper does, instead of the grammar.
     #[arg(long)]
     unconstrained: bool,
     /// Also decode evidence, impact and recommendation (not scored; slower).
     #[arg(long)]
     narrative: bool,
+    /// Evaluate only the validation part that `opensoc train --val-fraction F --seed S`
+    /// holds out of the same file (F here, S from --seed): how to measure calibration or
+    /// tune a threshold without touching a test set.
+    #[arg(long, value_name = "F")]
+    holdout: Option<f64>,
+    /// Seed of the --holdout split (the training seed).
+    #[arg(long, default_value_t = 42, requires = "holdout")]
+    seed: u64,
     /// Evaluate the first N examples only.
     #[arg(long)]
     limit: Option<usize>,
-    #[arg(long, value_enum, default_value_t = Weights::Q8)]
+    #[arg(long, value_enum, default_value_t = Weights::Mixed)]
     weights: Weights,
     /// Directory for report.json, report.md, report.html, records.jsonl and predictions.
     #[arg(long, default_value = "eval-report")]
@@ -55,18 +67,19 @@ fn run_system(
     args: &Args,
     examples: &[Example],
     mut model: Model,
-    adapter: Option<&Path>,
+    adapter: Option<&Adapter>,
     name: &str,
 ) -> Result<System> {
-    if let Some(dir) = adapter {
+    if let Some(adapter) = adapter {
         model
-            .apply_adapter(dir, false)
-            .with_context(|| format!("applying adapter {}", dir.display()))?;
+            .attach(adapter, false)
+            .with_context(|| format!("applying adapter {}", adapter.path.display()))?;
     }
     let analyzer = Analyzer::new(
         model,
         AnalyzerConfig {
             constrained: !args.unconstrained,
+            technique_beam: args.technique_beam,
             narrative: args.narrative.then(NarrativeLimits::default),
             ..AnalyzerConfig::default()
         },
@@ -77,19 +90,36 @@ fn run_system(
     let mut writer = VerdictWriter::new(std::io::BufWriter::new(file), Format::Jsonl);
     let progress = progress_bar(Some(examples.len() as u64), args.quiet);
     progress.set_message(name.to_string());
-    for ex in examples {
-        // The example's index as id: the scorer matches predictions by it.
-        let verdict = analyzer.analyze(&ex.index.to_string(), &ex.input)?;
+    let started = std::time::Instant::now();
+    for (position, ex) in examples.iter().enumerate() {
+        // The example's position as id: the scorer matches predictions by it.
+        let verdict = analyzer.analyze(&position.to_string(), &ex.input)?;
         progress.suspend(|| writer.write(&verdict))?;
         progress.inc(1);
     }
     writer.finish()?;
     progress.finish_and_clear();
+    if !args.quiet {
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{name}: {} examples in {seconds:.1} s ({:.1} per minute)",
+            examples.len(),
+            examples.len() as f64 * 60.0 / seconds.max(1e-9)
+        );
+    }
     Ok(System::load(name, &path)?)
 }
 
 pub fn run(args: Args) -> Result<Outcome> {
     let mut examples = load_examples(&args.data)?;
+    if let Some(fraction) = args.holdout {
+        if !(0.0..1.0).contains(&fraction) || fraction == 0.0 {
+            bail!("--holdout must be a fraction between 0 and 1, not {fraction}");
+        }
+        let (_, validation) = opensoc_train::data::split(examples.len(), fraction, args.seed);
+        let mut keep = validation.into_iter().peekable();
+        examples.retain(|ex| keep.next_if_eq(&ex.index).is_some());
+    }
     if let Some(n) = args.limit {
         examples.truncate(n);
     }
@@ -101,12 +131,19 @@ pub fn run(args: Args) -> Result<Outcome> {
 
     let mut systems = Vec::new();
     if args.predictions.is_empty() {
+        let adapter = args.adapter.select(args.model.as_deref())?;
         let model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
-        if args.baseline || args.adapter.is_none() {
+        if args.baseline || adapter.is_none() {
             systems.push(run_system(&args, &examples, model.clone(), None, "base")?);
         }
-        if let Some(dir) = &args.adapter {
-            systems.push(run_system(&args, &examples, model, Some(dir), "adapter")?);
+        if let Some(adapter) = &adapter {
+            systems.push(run_system(
+                &args,
+                &examples,
+                model,
+                Some(adapter),
+                "adapter",
+            )?);
         }
     } else {
         for spec in &args.predictions {

@@ -4,11 +4,13 @@ pub mod eval;
 pub mod models;
 pub mod train;
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use opensoc_model::{fetch, LoadOptions, Model, ModelSource, WeightFormat};
-use std::io::IsTerminal;
+use opensoc_model::{fetch, Adapter, LoadOptions, Model, ModelSource, WeightFormat};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Weights {
@@ -18,6 +20,8 @@ pub enum Weights {
     Q8,
     /// Dequantized to f32.
     F32,
+    /// Q8_0 for decoding one token at a time, plus an f32 copy for prefill.
+    Mixed,
 }
 
 impl From<Weights> for WeightFormat {
@@ -26,6 +30,7 @@ impl From<Weights> for WeightFormat {
             Weights::AsStored => WeightFormat::AsStored,
             Weights::Q8 => WeightFormat::Q8_0,
             Weights::F32 => WeightFormat::F32,
+            Weights::Mixed => WeightFormat::Mixed,
         }
     }
 }
@@ -57,6 +62,37 @@ pub fn load_model(spec: Option<&str>, weights: WeightFormat, quiet: bool) -> Res
     )
     .with_context(|| format!("loading model {source}"))?;
     Ok(model)
+}
+
+/// Adapter options shared by the commands that run the model.
+#[derive(clap::Args)]
+pub struct AdapterArgs {
+    /// LoRA adapter directory in the PEFT layout. Default: the adapter built into OpenSOC
+    /// when the model is the default one, none for any other model.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
+    /// Run the base model without any adapter, not even the built-in one.
+    #[arg(long, conflicts_with = "adapter")]
+    pub no_adapter: bool,
+}
+
+impl AdapterArgs {
+    /// The adapter these options select for the model `model_spec` (`None`: the default
+    /// model). The built-in adapter was trained for the default model only.
+    pub fn select(&self, model_spec: Option<&str>) -> Result<Option<Adapter>> {
+        if self.no_adapter {
+            return Ok(None);
+        }
+        match (&self.adapter, model_spec) {
+            (Some(dir), _) => Adapter::load(dir)
+                .map(Some)
+                .with_context(|| format!("loading adapter {}", dir.display())),
+            (None, None) => Ok(Some(
+                Adapter::builtin().context("loading the built-in adapter")?,
+            )),
+            (None, Some(_)) => Ok(None),
+        }
+    }
 }
 
 /// A progress bar on stderr, hidden when stderr is not a terminal or with `--quiet`.

@@ -1,0 +1,71 @@
+//! The built-in adapter on the real default model (fetched on first use): the default
+//! path of `opensoc analyze`, checked against labelled examples the adapter never saw.
+
+use std::path::PathBuf;
+
+use opensoc_analyze::{Analyzer, AnalyzerConfig};
+use opensoc_model::{fetch, Adapter, LoadOptions, Model, ModelSource, WeightFormat};
+use serde_json::Value;
+
+/// Every fifth example of the paper's held-out set: ten entries across its threat types.
+fn held_out_sample() -> Vec<(String, String, String)> {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"))
+        .join("data/opensoc-ai/soc_eval.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let records: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let field = |output: &str, key: &str| -> String {
+        output
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("label without {key}"))
+    };
+    records
+        .iter()
+        .step_by(5)
+        .map(|r| {
+            let output = r["output"].as_str().unwrap();
+            (
+                r["input"].as_str().unwrap().to_string(),
+                field(output, "THREAT_TYPE:"),
+                field(output, "SEVERITY:"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn builtin_adapter_names_the_labelled_threat() {
+    let path = fetch::ensure_default_model().expect("the default model can be fetched");
+    let mut model = Model::load(
+        &ModelSource::Gguf(path),
+        LoadOptions {
+            weight_format: WeightFormat::Mixed,
+        },
+    )
+    .unwrap();
+    model.attach(&Adapter::builtin().unwrap(), false).unwrap();
+    let analyzer = Analyzer::new(
+        model,
+        AnalyzerConfig {
+            narrative: None,
+            ..AnalyzerConfig::default()
+        },
+    )
+    .unwrap();
+
+    let sample = held_out_sample();
+    let (mut threat_right, mut severity_right) = (0, 0);
+    for (i, (input, threat, severity)) in sample.iter().enumerate() {
+        let v = analyzer.analyze(&i.to_string(), input).unwrap();
+        assert!(v.severity.is_some() && v.risk_score.is_some(), "{v:?}");
+        threat_right += usize::from(v.threat_type.as_deref() == Some(threat.as_str()));
+        severity_right += usize::from(v.severity.map(|s| s.as_str()) == Some(severity.as_str()));
+    }
+    // The base model alone gets close to none of these right (docs/EVALUATION.md).
+    assert!(
+        threat_right >= 8 && severity_right >= 8,
+        "threat type {threat_right}/{n}, severity {severity_right}/{n}",
+        n = sample.len()
+    );
+}
