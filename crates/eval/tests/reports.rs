@@ -25,9 +25,9 @@ const BASE: &str = r#"{"id": "0", "output": "Threat type: SQL injection\nSeverit
 {"id": "2", "output": "Nothing suspicious here."}"#;
 
 /// A tuned model's verdicts, as `opensoc analyze` writes them, matched by position.
-const ADAPTER: &str = r#"{"id": "eval.log:1", "input": "x", "threat_type": "SQL Injection — Union/Boolean SQLi", "technique_id": "T1190", "tactic": "Initial Access", "severity": "CRITICAL", "risk_score": 85, "raw_output": "THREAT_TYPE: SQL Injection — Union/Boolean SQLi\nSEVERITY: CRITICAL"}
-{"id": "eval.log:2", "input": "x", "threat_type": "SSH Brute Force Attack", "technique_id": "T1110.003", "tactic": "Credential Access", "severity": "HIGH", "risk_score": 75, "raw_output": "THREAT_TYPE: SSH Brute Force Attack\nSEVERITY: HIGH"}
-{"id": "eval.log:3", "input": "x", "threat_type": "Automated Reconnaissance / Vulnerability Scanning", "technique_id": "T1595.002", "tactic": "Reconnaissance", "severity": "MEDIUM", "risk_score": 40, "raw_output": "THREAT_TYPE: Automated Reconnaissance / Vulnerability Scanning\nSEVERITY: MEDIUM"}"#;
+const ADAPTER: &str = r#"{"id": "eval.log:1", "input": "x", "threat_type": "SQL Injection — Union/Boolean SQLi", "technique_id": "T1190", "tactic": "Initial Access", "severity": "CRITICAL", "risk_score": 85, "confidence": 0.9, "raw_output": "THREAT_TYPE: SQL Injection — Union/Boolean SQLi\nSEVERITY: CRITICAL"}
+{"id": "eval.log:2", "input": "x", "threat_type": "SSH Brute Force Attack", "technique_id": "T1110.003", "tactic": "Credential Access", "severity": "HIGH", "risk_score": 75, "confidence": 0.8, "raw_output": "THREAT_TYPE: SSH Brute Force Attack\nSEVERITY: HIGH"}
+{"id": "eval.log:3", "input": "x", "threat_type": "Automated Reconnaissance / Vulnerability Scanning", "technique_id": "T1595.002", "tactic": "Reconnaissance", "severity": "MEDIUM", "risk_score": 40, "confidence": 0.3, "raw_output": "THREAT_TYPE: Automated Reconnaissance / Vulnerability Scanning\nSEVERITY: MEDIUM"}"#;
 
 fn system(name: &str, jsonl: &str) -> System {
     System {
@@ -92,9 +92,11 @@ fn html_is_self_contained_and_escapes_attacker_text() {
         assert!(!page.contains(forbidden), "page contains {forbidden:?}");
     }
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-    // Three plots: the accuracy bars, and a category and a severity heatmap per system.
-    assert_eq!(page.matches("<svg ").count(), 1 + 2 * 2);
+    // The accuracy bars, a category and a severity heatmap per system, and a reliability
+    // diagram for the system whose verdicts carry a confidence.
+    assert_eq!(page.matches("<svg ").count(), 1 + 2 * 2 + 1);
     assert!(page.contains("Per-category accuracy with Wilson intervals"));
+    assert_eq!(page.matches("aria-label=\"Reliability diagram\"").count(), 1);
 
     let md = render::markdown(&eval.report);
     assert!(!md.contains("<script") && !md.contains("<img"), "{md}");
