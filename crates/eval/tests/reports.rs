@@ -96,7 +96,10 @@ fn html_is_self_contained_and_escapes_attacker_text() {
     // diagram for the system whose verdicts carry a confidence.
     assert_eq!(page.matches("<svg ").count(), 1 + 2 * 2 + 1);
     assert!(page.contains("Per-category accuracy with Wilson intervals"));
-    assert_eq!(page.matches("aria-label=\"Reliability diagram\"").count(), 1);
+    assert_eq!(
+        page.matches("aria-label=\"Reliability diagram\"").count(),
+        1
+    );
 
     let md = render::markdown(&eval.report);
     assert!(!md.contains("<script") && !md.contains("<img"), "{md}");
