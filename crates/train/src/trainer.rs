@@ -330,16 +330,31 @@ pub fn sequence_loss(
     loss_on_prompt: bool,
     ctx: &TrainCtx,
 ) -> Result<(Tensor, usize)> {
-    let (positions, labels) = example.targets(loss_on_prompt);
-    let n = positions.len();
-    let dev = Device::Cpu;
-    let tokens = Tensor::new(example.tokens.as_slice(), &dev)?.unsqueeze(0)?;
-    let positions = Tensor::new(positions.as_slice(), &dev)?;
-    let labels = Tensor::new(labels.as_slice(), &dev)?;
+    let (tokens, positions, labels, n) = sequence_tensors(example, loss_on_prompt)?;
     let logits = model.llama.forward_train(&tokens, &positions, ctx)?;
-    let logp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
-    let picked = logp.gather(&labels.unsqueeze(1)?, 1)?;
-    Ok((picked.sum_all()?.neg()?, n))
+    Ok((summed_nll(&logits, &labels)?, n))
+}
+
+/// `[1, seq]` tokens, the flat positions whose next token is scored, those tokens, and
+/// how many there are.
+fn sequence_tensors(
+    example: &Example,
+    loss_on_prompt: bool,
+) -> Result<(Tensor, Tensor, Tensor, usize)> {
+    let (positions, labels) = example.targets(loss_on_prompt);
+    let dev = Device::Cpu;
+    Ok((
+        Tensor::new(example.tokens.as_slice(), &dev)?.unsqueeze(0)?,
+        Tensor::new(positions.as_slice(), &dev)?,
+        Tensor::new(labels.as_slice(), &dev)?,
+        positions.len(),
+    ))
+}
+
+/// Summed negative log-likelihood of `labels` under `logits` (`[n, vocab]`).
+fn summed_nll(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
+    Ok(logp.gather(&labels.unsqueeze(1)?, 1)?.sum_all()?.neg()?)
 }
 
 /// The summed loss of one sequence and the gradient of `scale` times it for every LoRA
@@ -380,11 +395,7 @@ pub fn sequence_grads(
     }
 
     let llama = &model.llama;
-    let (positions, labels) = example.targets(loss_on_prompt);
-    let dev = Device::Cpu;
-    let tokens = Tensor::new(example.tokens.as_slice(), &dev)?.unsqueeze(0)?;
-    let positions = Tensor::new(positions.as_slice(), &dev)?;
-    let labels = Tensor::new(labels.as_slice(), &dev)?;
+    let (tokens, positions, labels, _) = sequence_tensors(example, loss_on_prompt)?;
 
     // Forward: detaching each output drops the block's graph and its activations.
     let layers = llama.config().num_layers;
@@ -395,9 +406,10 @@ pub fn sequence_grads(
         xs = llama.block_train(i, &xs, ctx)?.detach();
     }
     let top = candle_core::Var::from_tensor(&xs)?;
-    let logits = llama.head_train(top.as_tensor(), &positions, ctx)?;
-    let logp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
-    let loss = logp.gather(&labels.unsqueeze(1)?, 1)?.sum_all()?.neg()?;
+    let loss = summed_nll(
+        &llama.head_train(top.as_tensor(), &positions, ctx)?,
+        &labels,
+    )?;
     let value = loss.to_scalar::<f32>()? as f64;
     let store = (loss * scale)?.backward()?;
     collect(&store)?;
