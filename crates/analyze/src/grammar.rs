@@ -558,7 +558,13 @@ pub fn decode(
     let (t, p) = d.choose(&grammar.threat_type)?;
     conf.threat_type = p;
     let threat_type = grammar.threat_type.values[t].clone();
-    let (t, p) = d.choose_beam(&grammar.technique, grammar.technique_beam)?;
+    // A beam of one makes the greedy choice but would report certainty (one complete
+    // line); the greedy walk gives the branch probabilities.
+    let (t, p) = if grammar.technique_beam > 1 {
+        d.choose_beam(&grammar.technique, grammar.technique_beam)?
+    } else {
+        d.choose(&grammar.technique)?
+    };
     conf.technique = p;
     let technique = grammar.technique_values[t].clone();
     let tactic_choice = grammar
@@ -611,23 +617,7 @@ mod tests {
     use super::*;
 
     fn tiny_model(dir: &std::path::Path) -> Model {
-        use opensoc_model::{LoadOptions, ModelSource, WeightFormat};
-        let path = dir.join("tiny.gguf");
-        let spec = test_models::SPEC_GQA_TIED;
-        test_models::write_gguf(
-            &path,
-            spec,
-            &test_models::random_weights(spec, 5),
-            candle_core::quantized::GgmlDType::F32,
-            "llama",
-        );
-        Model::load(
-            &ModelSource::Gguf(path),
-            LoadOptions {
-                weight_format: WeightFormat::AsStored,
-            },
-        )
-        .unwrap()
+        test_models::tiny_gguf_model(&dir.join("tiny.gguf"), 5)
     }
 
     fn decoder<'a>(model: &'a Model, prompt: &[u32]) -> Decoder<'a> {

@@ -4,28 +4,13 @@
 #[path = "../../model/tests/common/mod.rs"]
 mod common;
 
-use candle_core::quantized::GgmlDType;
 use opensoc_analyze::{decode, Grammar, NarrativeLimits};
 use opensoc_attack::{Catalog, Taxonomy, TechniqueId};
-use opensoc_model::{LoadOptions, Model, ModelSource, WeightFormat};
+use opensoc_model::Model;
 use opensoc_verdict::parse_answer;
 
 fn tiny(seed: u64, dir: &std::path::Path) -> Model {
-    let path = dir.join(format!("tiny-{seed}.gguf"));
-    common::write_gguf(
-        &path,
-        common::SPEC_GQA_TIED,
-        &common::random_weights(common::SPEC_GQA_TIED, seed),
-        GgmlDType::F32,
-        "llama",
-    );
-    Model::load(
-        &ModelSource::Gguf(path),
-        LoadOptions {
-            weight_format: WeightFormat::AsStored,
-        },
-    )
-    .unwrap()
+    common::tiny_gguf_model(&dir.join(format!("tiny-{seed}.gguf")), seed)
 }
 
 #[test]

@@ -316,6 +316,26 @@ fn gguf_name(hf: &str) -> String {
     format!("{m}.weight")
 }
 
+/// A tiny random GQA model with tied embeddings written as an f32 GGUF at `path` and
+/// loaded with its weights as stored.
+pub fn tiny_gguf_model(path: &Path, seed: u64) -> opensoc_model::Model {
+    use opensoc_model::{LoadOptions, Model, ModelSource, WeightFormat};
+    write_gguf(
+        path,
+        SPEC_GQA_TIED,
+        &random_weights(SPEC_GQA_TIED, seed),
+        GgmlDType::F32,
+        "llama",
+    );
+    Model::load(
+        &ModelSource::Gguf(path.to_path_buf()),
+        LoadOptions {
+            weight_format: WeightFormat::AsStored,
+        },
+    )
+    .unwrap()
+}
+
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
