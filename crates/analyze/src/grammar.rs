@@ -6,9 +6,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use candle_core::{Device, Tensor};
 use opensoc_attack::{Catalog, Taxonomy};
 use opensoc_model::{KvCache, Model, ModelError};
+
+use crate::batch::Step;
 use opensoc_verdict::{Answer, Severity};
 
 /// Prefix tree over the token sequences of a field's complete lines.
@@ -265,6 +266,8 @@ pub struct Decoded {
 /// Decoding state: the cache, tokens appended but not yet run, and the last logits.
 struct Decoder<'a> {
     model: &'a Model,
+    /// Where the model steps run: the model itself, or the batch runner.
+    step: &'a dyn Step,
     cache: KvCache,
     pending: Vec<u32>,
     logits: Option<Vec<f32>>,
@@ -280,9 +283,8 @@ impl Decoder<'_> {
     }
 
     fn run(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
-        let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
-        let logits = self.model.llama.forward(&input, &mut self.cache, false)?;
-        self.logits = Some(logits.squeeze(0)?.to_vec1::<f32>()?);
+        let logits = self.step.step(tokens, &mut self.cache, false)?;
+        self.logits = Some(logits.to_vec1::<f32>()?);
         Ok(())
     }
 
@@ -353,15 +355,13 @@ impl Decoder<'_> {
         let rows: Vec<Vec<f32>> = if self.token_by_token {
             let mut rows = Vec::with_capacity(pending.len());
             for &t in &pending {
-                let input = Tensor::new(&[t], &Device::Cpu)?.unsqueeze(0)?;
-                let l = self.model.llama.forward(&input, &mut h.cache, false)?;
-                rows.push(l.squeeze(0)?.to_vec1::<f32>()?);
+                let l = self.step.step(&[t], &mut h.cache, false)?;
+                rows.push(l.to_vec1::<f32>()?);
             }
             rows
         } else {
-            let input = Tensor::new(pending.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
-            let l = self.model.llama.forward(&input, &mut h.cache, true)?;
-            l.squeeze(0)?.to_vec2::<f32>()?
+            let l = self.step.step(&pending, &mut h.cache, true)?;
+            l.to_vec2::<f32>()?
         };
         for (row, &t) in rows.iter().zip(&pending[1..]) {
             h.logp += log_prob(row, t);
@@ -542,8 +542,30 @@ pub fn decode(
     narrative: Option<NarrativeLimits>,
     token_by_token: bool,
 ) -> Result<Decoded, ModelError> {
+    decode_via(
+        &model.llama,
+        model,
+        grammar,
+        cache,
+        prompt_rest,
+        narrative,
+        token_by_token,
+    )
+}
+
+/// [`decode`] with the model steps run by `step`.
+pub(crate) fn decode_via(
+    step: &dyn Step,
+    model: &Model,
+    grammar: &Grammar,
+    cache: KvCache,
+    prompt_rest: &[u32],
+    narrative: Option<NarrativeLimits>,
+    token_by_token: bool,
+) -> Result<Decoded, ModelError> {
     let mut d = Decoder {
         model,
+        step,
         cache,
         pending: Vec::new(),
         logits: None,
@@ -615,6 +637,7 @@ mod test_models;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::{Device, Tensor};
 
     fn tiny_model(dir: &std::path::Path) -> Model {
         test_models::tiny_gguf_model(&dir.join("tiny.gguf"), 5)
@@ -623,6 +646,7 @@ mod tests {
     fn decoder<'a>(model: &'a Model, prompt: &[u32]) -> Decoder<'a> {
         let mut d = Decoder {
             model,
+            step: &model.llama,
             cache: model.llama.new_cache(),
             pending: prompt.to_vec(),
             logits: None,

@@ -3,6 +3,7 @@
 //! generate freely and read it tolerantly), and check the technique against the embedded
 //! ATT&CK catalog.
 
+mod batch;
 mod grammar;
 
 use opensoc_attack::{parse_technique_field, Catalog, Taxonomy};
@@ -137,6 +138,34 @@ impl Analyzer {
 
     /// Analyses one entry. `id` names it in the verdict and in errors.
     pub fn analyze(&self, id: &str, log_text: &str) -> Result<Verdict, AnalyzeError> {
+        self.analyze_via(&self.model.llama, id, log_text)
+    }
+
+    /// Analyses `(id, text)` entries together: under the grammar their model steps run
+    /// in shared passes (see `batch`), which is faster on a CPU than one entry after
+    /// another; verdicts come back in order, each with its own error if it failed.
+    /// Without the grammar, entries run one after another.
+    pub fn analyze_batch(
+        &self,
+        entries: &[(String, String)],
+    ) -> Vec<Result<Verdict, AnalyzeError>> {
+        if self.grammar.is_none() || entries.len() < 2 {
+            return entries
+                .iter()
+                .map(|(id, text)| self.analyze(id, text))
+                .collect();
+        }
+        batch::run_batched(&self.model.llama, entries, |(id, text), step| {
+            self.analyze_via(step, id, text)
+        })
+    }
+
+    fn analyze_via(
+        &self,
+        step: &dyn batch::Step,
+        id: &str,
+        log_text: &str,
+    ) -> Result<Verdict, AnalyzeError> {
         let err = |source| AnalyzeError::Model {
             id: id.to_string(),
             source,
@@ -151,7 +180,8 @@ impl Analyzer {
         let mut verdict = match &self.grammar {
             Some(grammar) => {
                 let (cache, rest) = self.prefix.resume(&self.model, &ids);
-                let decoded = grammar::decode(
+                let decoded = grammar::decode_via(
+                    step,
                     &self.model,
                     grammar,
                     cache,

@@ -4,7 +4,7 @@
 #[path = "../../model/tests/common/mod.rs"]
 mod common;
 
-use opensoc_analyze::{decode, Grammar, NarrativeLimits};
+use opensoc_analyze::{decode, Analyzer, AnalyzerConfig, Grammar, NarrativeLimits};
 use opensoc_attack::{Catalog, Taxonomy, TechniqueId};
 use opensoc_model::Model;
 use opensoc_verdict::parse_answer;
@@ -128,5 +128,116 @@ fn forced_token_fast_path_matches_token_by_token() {
         .unwrap();
         assert_eq!(fast.tokens, slow.tokens, "seed {seed}");
         assert!((fast.confidence.overall() - slow.confidence.overall()).abs() < 1e-4);
+    }
+}
+
+/// Entries analysed together (their model steps joined into shared passes) get exactly
+/// the verdicts they get one at a time, and an entry that cannot run fails alone.
+#[test]
+fn batched_analysis_equals_one_entry_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(3, dir.path());
+    let analyzer = Analyzer::new(
+        model,
+        AnalyzerConfig {
+            narrative: Some(NarrativeLimits {
+                evidence: 6,
+                impact: 4,
+                recommendation: 6,
+            }),
+            // Let the long entry through to the model, past its 1024 positions.
+            max_input_tokens: 4096,
+            ..AnalyzerConfig::default()
+        },
+    )
+    .unwrap();
+    let texts = [
+        "Failed password for root from 10.0.0.1 port 22 ssh2".to_string(),
+        "GET /index.php?id=1' OR '1'='1 HTTP/1.1 200".to_string(),
+        "x".to_string(),
+        "A".repeat(1500),
+        "EventID: 4625 / User: admin / Source: 192.168.1.9".to_string(),
+    ];
+    let entries: Vec<(String, String)> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("e{i}"), t.clone()))
+        .collect();
+    let batched = analyzer.analyze_batch(&entries);
+    assert_eq!(batched.len(), entries.len());
+    for ((id, text), got) in entries.iter().zip(&batched) {
+        match (analyzer.analyze(id, text), got) {
+            (Ok(alone), Ok(together)) => {
+                assert_eq!(alone.id, together.id);
+                assert_eq!(alone.raw_output, together.raw_output, "{id}");
+                let (a, b) = (alone.confidence.unwrap(), together.confidence.unwrap());
+                assert!((a - b).abs() < 1e-4, "{id}: confidence {a} vs {b}");
+            }
+            (Err(_), Err(_)) => {}
+            (alone, together) => panic!("{id}: alone {alone:?}, together {together:?}"),
+        }
+    }
+    assert!(
+        batched[3].is_err(),
+        "1,500 tokens exceed the tiny model's 1,024"
+    );
+    assert_eq!(batched.iter().filter(|r| r.is_ok()).count(), 4);
+}
+
+/// With mixed weights (quantized, plus f32 copies for long passes) an entry's verdict
+/// does not depend on which entries share its batch: batched passes always take the f32
+/// copies, whatever their number of rows.
+#[test]
+fn batched_verdicts_do_not_depend_on_the_neighbours() {
+    use opensoc_model::{LoadOptions, ModelSource, WeightFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    let spec = common::SPEC_GQA_TIED;
+    common::write_gguf(
+        &path,
+        spec,
+        &common::random_weights(spec, 11),
+        // Quantized in the file: the mixed format then holds Q8_0 and f32 copies.
+        candle_core::quantized::GgmlDType::Q8_0,
+        "llama",
+    );
+    let model = Model::load(
+        &ModelSource::Gguf(path),
+        LoadOptions {
+            weight_format: WeightFormat::Mixed,
+        },
+    )
+    .unwrap();
+    let analyzer = Analyzer::new(model, AnalyzerConfig::default()).unwrap();
+    let entry = |text: &str| (text.to_string(), text.to_string());
+    let x = entry("sshd[811]: Failed password for invalid user oracle from 203.0.113.7");
+    let others = [
+        entry("GET /wp-login.php HTTP/1.1 404"),
+        entry("EventID: 4688 / NewProcessName: C:\\Windows\\System32\\cmd.exe"),
+        entry("kernel: UFW BLOCK SRC=198.51.100.23 DST=10.0.0.5 DPT=3389"),
+        entry("y"),
+    ];
+    // Two rows per decode pass, nine (where the row rule would switch kernels), two.
+    let mut crowd: Vec<_> = others.iter().chain(&others).cloned().collect();
+    crowd.insert(3, x.clone());
+    let batches = [
+        vec![x.clone(), others[0].clone()],
+        crowd,
+        vec![others[3].clone(), x.clone()],
+    ];
+    let verdicts: Vec<_> = batches
+        .iter()
+        .map(|batch| {
+            let results = analyzer.analyze_batch(batch);
+            let at = batch.iter().position(|e| e == &x).unwrap();
+            results.into_iter().nth(at).unwrap().unwrap()
+        })
+        .collect();
+    for v in &verdicts[1..] {
+        assert_eq!(v.raw_output, verdicts[0].raw_output);
+        // Equal up to the f32 kernels' rounding, which depends on the matrix sizes;
+        // the quantized kernels would differ by about 1e-2.
+        let (a, b) = (v.confidence.unwrap(), verdicts[0].confidence.unwrap());
+        assert!((a - b).abs() < 1e-5, "confidence {a} vs {b}");
     }
 }

@@ -32,6 +32,9 @@ pub enum ModelError {
     ContextOverflow { tokens: usize, max: usize },
     #[error("model: {0}")]
     Fetch(String),
+    /// A call the engine cannot run (an empty batch item, a batch given to `forward`).
+    #[error("invalid model input: {0}")]
+    InvalidInput(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

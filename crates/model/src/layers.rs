@@ -91,6 +91,17 @@ pub struct Linear {
     lora: Option<Lora>,
 }
 
+/// Which weight a layer with a dense copy multiplies with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// The dense copy from [`DENSE_MIN_ROWS`] rows on, the stored weight below: fastest
+    /// for one sequence.
+    ByRows,
+    /// The dense copy for every pass, whatever its size. A sequence in a batched pass then
+    /// gets the same numbers whatever else is in the batch.
+    Dense,
+}
+
 /// From this many rows (tokens) on, a layer with a dense copy multiplies in f32: batched
 /// f32 gemm beats candle's quantized kernels for prefill (about 3x on AVX-512), while
 /// one-token decoding is memory-bound and faster on the 4x smaller Q8_0 weights.
@@ -186,9 +197,19 @@ impl Linear {
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_with(xs, Kernels::ByRows)
+    }
+
+    /// [`Linear::forward`] with the choice between the dense copy and the stored weight
+    /// made by `kernels`.
+    pub fn forward_with(&self, xs: &Tensor, kernels: Kernels) -> Result<Tensor> {
         let rows = xs.elem_count() / self.in_dim.max(1);
+        let dense = match kernels {
+            Kernels::ByRows => rows >= DENSE_MIN_ROWS,
+            Kernels::Dense => true,
+        };
         let ys = match &self.dense {
-            Some(w) if rows >= DENSE_MIN_ROWS => xs.broadcast_matmul(&w.t()?)?,
+            Some(w) if dense => xs.broadcast_matmul(&w.t()?)?,
             _ => self.weight.forward(xs)?,
         };
         match &self.lora {

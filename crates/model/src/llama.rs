@@ -6,7 +6,9 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
-use crate::layers::{causal_softmax_train, softmax_last_dim, Linear, RmsNorm, Rotary, TrainCtx};
+use crate::layers::{
+    causal_softmax_train, softmax_last_dim, Kernels, Linear, RmsNorm, Rotary, TrainCtx,
+};
 use crate::weights::Weights;
 
 /// The seven projections of a block, by their Hugging Face / PEFT module names.
@@ -58,24 +60,27 @@ impl Attention {
         })
     }
 
-    fn forward(
+    /// Rotary embedding, cache append and attention of one sequence's projected `q`, `k`,
+    /// `v` (`[b, t, heads * head_dim]`) at position `offset`; returns `[b, t, heads *
+    /// head_dim]`, before `o_proj`.
+    fn attend(
         &self,
-        xs: &Tensor,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
         rotary: &Rotary,
         offset: usize,
         cache: &mut Option<(Tensor, Tensor)>,
     ) -> Result<Tensor> {
-        let (b, t, _) = xs.dims3()?;
-        let heads = |x: Tensor, n: usize| -> Result<Tensor> {
+        let (b, t, _) = q.dims3()?;
+        let heads = |x: &Tensor, n: usize| -> Result<Tensor> {
             Ok(x.reshape((b, t, n, self.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q = heads(self.q_proj.forward(xs)?, self.num_heads)?;
-        let k = heads(self.k_proj.forward(xs)?, self.num_kv_heads)?;
-        let v = heads(self.v_proj.forward(xs)?, self.num_kv_heads)?;
-        let q = rotary.apply(&q, offset)?;
-        let k = rotary.apply(&k, offset)?;
+        let q = rotary.apply(&heads(q, self.num_heads)?, offset)?;
+        let k = rotary.apply(&heads(k, self.num_kv_heads)?, offset)?;
+        let v = heads(v, self.num_kv_heads)?;
         let (k, v) = match cache.take() {
             Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
             None => (k, v),
@@ -88,14 +93,13 @@ impl Attention {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let mut att = (q.matmul(&k.t()?)? * scale)?;
         if t > 1 {
-            att = att.broadcast_add(&causal_mask(t, total, xs.device())?)?;
+            att = att.broadcast_add(&causal_mask(t, total, q.device())?)?;
         }
         let att = softmax_last_dim(&att)?;
         let ys = att.matmul(&v.contiguous()?)?;
-        let ys = ys
+        Ok(ys
             .transpose(1, 2)?
-            .reshape((b, t, self.num_heads * self.head_dim))?;
-        self.o_proj.forward(&ys)
+            .reshape((b, t, self.num_heads * self.head_dim))?)
     }
 }
 
@@ -162,9 +166,10 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate_proj.forward(xs)?)?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(xs)?)?)
+    fn forward(&self, xs: &Tensor, kernels: Kernels) -> Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate_proj.forward_with(xs, kernels)?)?;
+        self.down_proj
+            .forward_with(&(gate * self.up_proj.forward_with(xs, kernels)?)?, kernels)
     }
 }
 
@@ -201,6 +206,14 @@ impl Block {
             mlp: Mlp::load(w, cfg, &format!("{p}.mlp"))?,
         })
     }
+}
+
+/// One sequence's part of [`Llama::forward_batch`]: its new tokens and its cache.
+pub struct BatchItem<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+    /// Logits of every new position, not only of the last.
+    pub all_positions: bool,
 }
 
 /// Key-value cache of one sequence. Cloning is cheap (tensors are shared), which is how
@@ -281,9 +294,10 @@ impl Llama {
         }
     }
 
-    /// Runs `tokens` (`[batch, seq]`) after what `cache` holds. Returns logits of the last
-    /// position (`[batch, vocab]`), or of every position (`[batch, seq, vocab]`) when
+    /// Runs `tokens` (`[1, seq]`) after what `cache` holds. Returns logits of the last
+    /// position (`[1, vocab]`), or of every position (`[1, seq, vocab]`) when
     /// `all_positions`; the head is the largest matmul, so skip it where unneeded.
+    /// Several sequences at once: [`Llama::forward_batch`].
     pub fn forward(
         &self,
         tokens: &Tensor,
@@ -291,38 +305,125 @@ impl Llama {
         all_positions: bool,
     ) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
-        let offset = cache.len;
-        if offset + t > self.max_len() {
-            return Err(ModelError::ContextOverflow {
-                tokens: offset + t,
-                max: self.max_len(),
-            });
+        if b != 1 {
+            return Err(ModelError::InvalidInput(format!(
+                "forward takes one sequence, got a batch of {b}; use forward_batch"
+            )));
         }
-        let mut xs = self
-            .embed_tokens
-            .index_select(&tokens.flatten_all()?, 0)?
-            .reshape((b, t, self.config.hidden_size))?;
-        for (block, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let residual = &xs;
+        let tokens = tokens.flatten_all()?.to_vec1::<u32>()?;
+        let mut items = [BatchItem {
+            tokens: &tokens,
+            cache,
+            all_positions,
+        }];
+        let logits = self
+            .forward_batch(&mut items, Kernels::ByRows)?
+            .pop()
+            .ok_or_else(|| ModelError::InvalidInput("empty batch".into()))?;
+        if all_positions {
+            Ok(logits.reshape((1, t, ()))?)
+        } else {
+            Ok(logits.unsqueeze(0)?)
+        }
+    }
+
+    /// Runs several sequences, each after what its own cache holds, in one pass: the
+    /// projections and the MLP see the new tokens of all sequences as one matrix, so each
+    /// weight is read once per pass rather than once per sequence (many one-token decode
+    /// steps become one matrix product); rotary positions and attention are per sequence.
+    /// Returns per item the logits of its last position (`[vocab]`), or of every new
+    /// position (`[t, vocab]`) when it asks for `all_positions`. `kernels` chooses between
+    /// the quantized weights and their f32 copies where a layer holds both.
+    pub fn forward_batch(
+        &self,
+        items: &mut [BatchItem<'_>],
+        kernels: Kernels,
+    ) -> Result<Vec<Tensor>> {
+        let mut spans = Vec::with_capacity(items.len());
+        let mut tokens = Vec::new();
+        for item in items.iter() {
+            let (offset, t) = (item.cache.len, item.tokens.len());
+            if t == 0 {
+                return Err(ModelError::InvalidInput(
+                    "a batch item has no tokens".into(),
+                ));
+            }
+            if offset + t > self.max_len() {
+                return Err(ModelError::ContextOverflow {
+                    tokens: offset + t,
+                    max: self.max_len(),
+                });
+            }
+            spans.push((tokens.len(), t));
+            tokens.extend_from_slice(item.tokens);
+        }
+        let n = tokens.len();
+        let ids = Tensor::from_vec(tokens, n, &Device::Cpu)?;
+        let mut xs =
+            self.embed_tokens
+                .index_select(&ids, 0)?
+                .reshape((1, n, self.config.hidden_size))?;
+        for (li, block) in self.layers.iter().enumerate() {
             let h = block.input_layernorm.forward(&xs)?;
-            let h = (block.self_attn.forward(&h, &self.rotary, offset, slot)? + residual)?;
+            let attn = &block.self_attn;
+            let q = attn.q_proj.forward_with(&h, kernels)?;
+            let k = attn.k_proj.forward_with(&h, kernels)?;
+            let v = attn.v_proj.forward_with(&h, kernels)?;
+            let mut outs = Vec::with_capacity(items.len());
+            for (item, &(start, t)) in items.iter_mut().zip(&spans) {
+                let rows = |x: &Tensor| x.narrow(1, start, t);
+                outs.push(attn.attend(
+                    &rows(&q)?,
+                    &rows(&k)?,
+                    &rows(&v)?,
+                    &self.rotary,
+                    item.cache.len,
+                    &mut item.cache.layers[li],
+                )?);
+            }
+            let ys = if outs.len() == 1 {
+                outs.swap_remove(0)
+            } else {
+                Tensor::cat(&outs, 1)?
+            };
+            let h = (attn.o_proj.forward_with(&ys, kernels)? + &xs)?;
             let m = block
                 .mlp
-                .forward(&block.post_attention_layernorm.forward(&h)?)?;
+                .forward(&block.post_attention_layernorm.forward(&h)?, kernels)?;
             xs = (m + h)?;
         }
-        cache.len += t;
-        let xs = if all_positions {
-            xs
-        } else {
-            xs.narrow(1, t - 1, 1)?
-        };
-        let logits = self.lm_head.forward(&self.norm.forward(&xs)?)?;
-        if all_positions {
-            Ok(logits)
-        } else {
-            Ok(logits.squeeze(1)?)
+        for (item, &(_, t)) in items.iter_mut().zip(&spans) {
+            item.cache.len += t;
         }
+        // The head only on the rows whose logits are wanted.
+        let mut picked = Vec::new();
+        for (item, &(start, t)) in items.iter().zip(&spans) {
+            let first = if item.all_positions {
+                start
+            } else {
+                start + t - 1
+            };
+            picked.extend((first..start + t).map(|r| r as u32));
+        }
+        let rows = picked.len();
+        let picked = Tensor::from_vec(picked, rows, &Device::Cpu)?;
+        let hidden = xs.squeeze(0)?.index_select(&picked, 0)?.unsqueeze(0)?;
+        let logits = self
+            .lm_head
+            .forward_with(&self.norm.forward(&hidden)?, kernels)?
+            .squeeze(0)?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut row = 0;
+        for (item, &(_, t)) in items.iter().zip(&spans) {
+            if item.all_positions {
+                out.push(logits.narrow(0, row, t)?);
+                row += t;
+            } else {
+                out.push(logits.get(row)?);
+                row += 1;
+            }
+        }
+        Ok(out)
     }
 
     /// Training forward pass: differentiable with respect to LoRA `Var`s, base weights

@@ -5,7 +5,9 @@ mod common;
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use common::*;
-use opensoc_model::{LoadOptions, Model, ModelError, ModelSource, WeightFormat};
+use opensoc_model::{
+    BatchItem, Kernels, KvCache, LoadOptions, Model, ModelError, ModelSource, WeightFormat,
+};
 
 const PROMPT: [u32; 9] = [72, 101, 108, 108, 111, 44, 32, 257, 33];
 
@@ -141,6 +143,91 @@ fn cached_decoding_equals_full_forward() {
         let pos = 5 + i;
         let diff = max_abs_diff(&l, &full[pos * vocab..(pos + 1) * vocab]);
         assert!(diff < 1e-4, "position {pos}: {diff}");
+    }
+}
+
+/// Sequences of different lengths and cache positions in one batched pass give the
+/// logits each gives alone, in every in-memory weight format (the quantized ones and the
+/// mixed one take other kernels when the batch has more rows than a single sequence).
+#[test]
+fn batched_forward_equals_one_sequence_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = random_weights(SPEC_GQA_TIED, 7);
+    let path = dir.path().join("tiny.gguf");
+    write_gguf(&path, SPEC_GQA_TIED, &w, GgmlDType::F32, "llama");
+    for format in [WeightFormat::F32, WeightFormat::Q8_0, WeightFormat::Mixed] {
+        let model = Model::load(
+            &ModelSource::Gguf(path.clone()),
+            LoadOptions {
+                weight_format: format,
+            },
+        )
+        .unwrap();
+        let llama = &model.llama;
+        let run = |tokens: &[u32], cache: &mut KvCache, all: bool| -> Vec<f32> {
+            let input = Tensor::new(tokens, &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let out = llama.forward(&input, cache, all).unwrap();
+            out.flatten_all().unwrap().to_vec1().unwrap()
+        };
+        // Three sequences: a fresh prompt, one with a 5-token history taking one step,
+        // one with a 2-token history taking three tokens (all positions wanted).
+        let mut alone = [llama.new_cache(), llama.new_cache(), llama.new_cache()];
+        run(&PROMPT[..5], &mut alone[1], false);
+        run(&PROMPT[..2], &mut alone[2], false);
+        let mut batched = alone.clone();
+        let steps: [(&[u32], bool); 3] = [
+            (&PROMPT[..], false),
+            (&PROMPT[5..6], false),
+            (&PROMPT[2..5], true),
+        ];
+        let expected: Vec<Vec<f32>> = steps
+            .iter()
+            .zip(alone.iter_mut())
+            .map(|(&(tokens, all), cache)| run(tokens, cache, all))
+            .collect();
+        let [c0, c1, c2] = &mut batched;
+        let mut items = [
+            BatchItem {
+                tokens: steps[0].0,
+                cache: c0,
+                all_positions: false,
+            },
+            BatchItem {
+                tokens: steps[1].0,
+                cache: c1,
+                all_positions: false,
+            },
+            BatchItem {
+                tokens: steps[2].0,
+                cache: c2,
+                all_positions: true,
+            },
+        ];
+        let got = llama.forward_batch(&mut items, Kernels::ByRows).unwrap();
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            let g: Vec<f32> = g.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(g.len(), e.len(), "{format:?} item {i}");
+            let diff = max_abs_diff(&g, e);
+            assert!(diff < 1e-3, "{format:?} item {i}: {diff}");
+        }
+        for (a, b) in alone.iter().zip(&batched) {
+            assert_eq!(a.len(), b.len());
+        }
+        // The caches continue alike: one more step of the second sequence.
+        let a = run(&PROMPT[6..7], &mut alone[1], false);
+        let b = run(&PROMPT[6..7], &mut batched[1], false);
+        assert!(max_abs_diff(&a, &b) < 1e-3, "{format:?}: caches differ");
+        // An empty item is refused, not run.
+        let mut empty = llama.new_cache();
+        let mut bad = [BatchItem {
+            tokens: &[],
+            cache: &mut empty,
+            all_positions: false,
+        }];
+        assert!(llama.forward_batch(&mut bad, Kernels::ByRows).is_err());
     }
 }
 

@@ -1,12 +1,12 @@
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
-use opensoc_ingest::{GroupingConfig, Intake, IntakeConfig, Source};
+use opensoc_ingest::{GroupingConfig, Intake, IntakeConfig, Source, Timeout};
 use opensoc_report::{Format, VerdictWriter};
 
 use super::{load_model, progress_bar, AdapterArgs, Weights};
@@ -65,6 +65,11 @@ pub struct Args {
     /// Stop after the structured fields (no evidence, impact, recommendation): faster.
     #[arg(long)]
     no_narrative: bool,
+    /// Entries analysed together: their model steps share passes over the weights, which
+    /// is faster on a CPU. Only entries already read are joined (a followed file or a
+    /// syslog stream is not held back waiting for more); 1 analyses one at a time.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    batch: usize,
     /// Mark verdicts less confident than this (0-1) as `needs_review`.
     #[arg(long, value_name = "P")]
     min_confidence: Option<f32>,
@@ -109,6 +114,9 @@ fn intake_config(args: &Args) -> IntakeConfig {
     cfg
 }
 
+/// How long a batch waits for one more entry before it runs without it.
+const BATCH_WAIT: Duration = Duration::from_millis(20);
+
 pub fn run(args: Args) -> Result<Outcome> {
     // Open the inputs first: a typo in a path should not wait for the model to load.
     let mut intake = Intake::start(intake_config(&args))?;
@@ -146,24 +154,41 @@ pub fn run(args: Args) -> Result<Outcome> {
 
     let started = Instant::now();
     let (mut analysed, mut failed) = (0usize, 0usize);
-    for entry in intake.by_ref() {
-        progress.set_message(entry.id.clone());
-        match analyzer.analyze(&entry.id, &entry.text) {
-            Ok(verdict) => {
-                progress.suspend(|| {
-                    for w in &verdict.warnings {
-                        tracing::warn!(id = %verdict.id, "{w}");
-                    }
-                    writer.write(&verdict)
-                })?;
-                analysed += 1;
-            }
-            Err(err) => {
-                progress.suspend(|| tracing::warn!("{err}"));
-                failed += 1;
+    let batch_size = args.batch.max(1);
+    let mut ended = false;
+    while !ended {
+        let Some(first) = intake.next() else { break };
+        let mut entries = vec![(first.id, first.text)];
+        // Join what is queued, waiting only briefly: a quiet stream is not held back.
+        while entries.len() < batch_size {
+            match intake.next_timeout(BATCH_WAIT) {
+                Ok(Some(entry)) => entries.push((entry.id, entry.text)),
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(Timeout) => break,
             }
         }
-        progress.inc(1);
+        progress.set_message(entries[0].0.clone());
+        for result in analyzer.analyze_batch(&entries) {
+            match result {
+                Ok(verdict) => {
+                    progress.suspend(|| {
+                        for w in &verdict.warnings {
+                            tracing::warn!(id = %verdict.id, "{w}");
+                        }
+                        writer.write(&verdict)
+                    })?;
+                    analysed += 1;
+                }
+                Err(err) => {
+                    progress.suspend(|| tracing::warn!("{err}"));
+                    failed += 1;
+                }
+            }
+            progress.inc(1);
+        }
     }
     writer.finish()?;
     progress.finish_and_clear();

@@ -53,6 +53,9 @@ pub struct Args {
     limit: Option<usize>,
     #[arg(long, value_enum, default_value_t = Weights::Mixed)]
     weights: Weights,
+    /// Examples analysed together (as `opensoc analyze --batch`); 1: one at a time.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    batch: usize,
     /// Directory for report.json, report.md, report.html, records.jsonl and predictions.
     #[arg(long, default_value = "eval-report")]
     out: PathBuf,
@@ -91,11 +94,18 @@ fn run_system(
     let progress = progress_bar(Some(examples.len() as u64), args.quiet);
     progress.set_message(name.to_string());
     let started = std::time::Instant::now();
-    for (position, ex) in examples.iter().enumerate() {
-        // The example's position as id: the scorer matches predictions by it.
-        let verdict = analyzer.analyze(&position.to_string(), &ex.input)?;
-        progress.suspend(|| writer.write(&verdict))?;
-        progress.inc(1);
+    // The example's position as id: the scorer matches predictions by it.
+    let entries: Vec<(String, String)> = examples
+        .iter()
+        .enumerate()
+        .map(|(position, ex)| (position.to_string(), ex.input.clone()))
+        .collect();
+    for chunk in entries.chunks(args.batch.max(1)) {
+        for verdict in analyzer.analyze_batch(chunk) {
+            let verdict = verdict?;
+            progress.suspend(|| writer.write(&verdict))?;
+            progress.inc(1);
+        }
     }
     writer.finish()?;
     progress.finish_and_clear();

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Prefill and decode speed of OpenSOC's engine against llama.cpp's `llama-bench`, on the
+# same GGUF file, the same machine and thread count, in one run, alternating.
+#
+# Benchmark only, never part of CI. llama.cpp is built from the source distribution of
+# `llama-cpp-python` on PyPI (it vendors llama.cpp), into a work directory outside the
+# repository; nothing of it is committed.
+#
+#   scripts/bench-vs-llamacpp.sh [--build-only]
+#
+# Environment: ROUNDS (alternations, default 3), REPEATS (repeats per measurement inside
+# each tool, default 3), THREADS (default 2), MODEL (a GGUF file; default: OpenSOC's
+# default model, fetched on first use), WEIGHTS (OpenSOC's in-memory format, default
+# mixed), LLAMA_CPP_PYTHON_VERSION (default 0.3.36), WORK (default
+# ~/.cache/opensoc/llamacpp-VERSION).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
+ROUNDS=${ROUNDS:-3}
+REPEATS=${REPEATS:-3}
+THREADS=${THREADS:-2}
+WEIGHTS=${WEIGHTS:-mixed}
+WORK=${WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/opensoc/llamacpp-$VERSION}
+LLAMA_BENCH=$WORK/build/bin/llama-bench
+
+build_llamacpp() {
+    [ -x "$LLAMA_BENCH" ] && return
+    mkdir -p "$WORK"
+    echo "building llama-bench from llama-cpp-python $VERSION in $WORK" >&2
+    [ -x "$WORK/venv/bin/python" ] || python3 -m venv "$WORK/venv"
+    "$WORK/venv/bin/pip" install --quiet cmake ninja scikit-build-core
+    if [ ! -d "$WORK/src" ]; then
+        "$WORK/venv/bin/pip" download --quiet --no-deps --no-build-isolation \
+            --no-binary llama-cpp-python "llama-cpp-python==$VERSION" -d "$WORK"
+        mkdir -p "$WORK/src"
+        tar -xzf "$WORK/llama_cpp_python-$VERSION.tar.gz" -C "$WORK/src" --strip-components=1
+    fi
+    PATH="$WORK/venv/bin:$PATH" cmake -S "$WORK/src/vendor/llama.cpp" -B "$WORK/build" -G Ninja \
+        -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >&2
+    PATH="$WORK/venv/bin:$PATH" cmake --build "$WORK/build" --target llama-bench -j "$THREADS" >&2
+}
+
+build_llamacpp
+[ "${1:-}" = "--build-only" ] && exit 0
+
+(cd "$ROOT" && cargo build --release --quiet --bin opensoc)
+OPENSOC=$ROOT/target/release/opensoc
+if [ -z "${MODEL:-}" ]; then
+    MODEL=$("$OPENSOC" models path)
+    [ -f "$MODEL" ] || "$OPENSOC" models fetch >&2
+fi
+
+OUT=$(mktemp -d)
+echo "model $MODEL, $THREADS threads, $ROUNDS rounds of $REPEATS repeats; raw results in $OUT" >&2
+for round in $(seq "$ROUNDS"); do
+    echo "round $round: llama-bench" >&2
+    "$LLAMA_BENCH" -m "$MODEL" -p 128,512 -n 128 -t "$THREADS" -r "$REPEATS" -o json \
+        > "$OUT/llamacpp-$round.json"
+    echo "round $round: opensoc bench" >&2
+    RAYON_NUM_THREADS=$THREADS "$OPENSOC" bench --model "$MODEL" --weights "$WEIGHTS" \
+        --repeats "$REPEATS" --json > "$OUT/opensoc-$round.json"
+done
+
+python3 - "$OUT" "$ROUNDS" <<'EOF'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+ours = {"prefill 128": [], "prefill 512": [], "decode 128": []}
+theirs = {k: [] for k in ours}
+for r in range(1, rounds + 1):
+    for row in json.load(open(f"{out}/llamacpp-{r}.json")):
+        key = f"prefill {row['n_prompt']}" if row["n_gen"] == 0 else f"decode {row['n_gen']}"
+        if key in theirs:
+            theirs[key] += row["samples_ts"]
+    report = json.load(open(f"{out}/opensoc-{r}.json"))
+    for m in report["engine"][0]["measurements"]:
+        if m["name"] in ours:
+            ours[m["name"]] += m["tokens_per_s"]
+print("| measurement | llama.cpp tokens/s median [min-max] | OpenSOC tokens/s median [min-max] | ratio (medians) |")
+print("|---|---|---|---|")
+for k in ours:
+    a, b = theirs[k], ours[k]
+    if not a or not b:
+        continue
+    fa = f"{statistics.median(a):.0f} [{min(a):.0f}-{max(a):.0f}]"
+    fb = f"{statistics.median(b):.0f} [{min(b):.0f}-{max(b):.0f}]"
+    print(f"| {k} | {fa} | {fb} | {statistics.median(b) / statistics.median(a):.2f}x |")
+EOF
