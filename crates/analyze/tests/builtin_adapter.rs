@@ -55,9 +55,19 @@ fn builtin_adapter_names_the_labelled_threat() {
     .unwrap();
 
     let sample = held_out_sample();
+    // In batches of eight, as `opensoc analyze` runs them by default.
+    let entries: Vec<(String, String)> = sample
+        .iter()
+        .enumerate()
+        .map(|(i, (input, _, _))| (i.to_string(), input.clone()))
+        .collect();
+    let verdicts: Vec<_> = entries
+        .chunks(8)
+        .flat_map(|chunk| analyzer.analyze_batch(chunk))
+        .collect();
     let (mut threat_right, mut severity_right) = (0, 0);
-    for (i, (input, threat, severity)) in sample.iter().enumerate() {
-        let v = analyzer.analyze(&i.to_string(), input).unwrap();
+    for ((_, threat, severity), v) in sample.iter().zip(verdicts) {
+        let v = v.unwrap();
         assert!(v.severity.is_some() && v.risk_score.is_some(), "{v:?}");
         threat_right += usize::from(v.threat_type.as_deref() == Some(threat.as_str()));
         severity_right += usize::from(v.severity.map(|s| s.as_str()) == Some(severity.as_str()));

@@ -33,6 +33,8 @@ enum Command {
     Eval(commands::eval::Args),
     /// Look up MITRE ATT&CK techniques in the embedded catalog.
     Attack(commands::attack::Args),
+    /// Measure engine speed (prefill, decode, batched decode) and entries per minute.
+    Bench(commands::bench::Args),
 }
 
 /// What a command reports back, mapped to the exit code.
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Attack(args) => commands::attack::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod adapter;
+pub mod bench;
 pub mod config;
 mod error;
 pub mod fetch;

@@ -1,5 +1,6 @@
 pub mod analyze;
 pub mod attack;
+pub mod bench;
 pub mod eval;
 pub mod models;
 pub mod train;
@@ -12,7 +13,7 @@ use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use opensoc_model::{fetch, Adapter, LoadOptions, Model, ModelSource, WeightFormat};
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
 pub enum Weights {
     /// Exactly as stored in the file.
     AsStored,
