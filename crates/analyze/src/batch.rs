@@ -22,7 +22,13 @@ pub(crate) trait Step: Sync {
     ) -> Result<Tensor, ModelError>;
 }
 
-impl Step for Llama {
+/// Steps run on the model directly, one sequence per pass.
+pub(crate) struct Direct<'a> {
+    pub llama: &'a Llama,
+    pub kernels: Kernels,
+}
+
+impl Step for Direct<'_> {
     fn step(
         &self,
         tokens: &[u32],
@@ -34,7 +40,8 @@ impl Step for Llama {
             cache,
             all_positions,
         }];
-        self.forward_batch(&mut items, Kernels::ByRows)?
+        self.llama
+            .forward_batch(&mut items, self.kernels)?
             .pop()
             .ok_or_else(|| ModelError::InvalidInput("no logits for the step".into()))
     }
@@ -121,9 +128,15 @@ where
     })
 }
 
-/// Collects requests until every live worker waits, then runs them together.
+/// Most new tokens in one batched pass. Eight prompts of up to 1,024 tokens each would
+/// need a few hundred MB of activations at once; passes of this size keep the peak low
+/// and are already large enough for the matrix products to run at full speed.
+const MAX_PASS_TOKENS: usize = 1024;
+
+/// Collects requests until every live worker waits, then runs them together (in passes
+/// of at most [`MAX_PASS_TOKENS`] new tokens; a longer request runs alone).
 fn serve(llama: &Llama, rx: &mpsc::Receiver<Message>, mut live: usize) {
-    let mut waiting = Vec::new();
+    let mut waiting: Vec<Request> = Vec::new();
     while live > 0 {
         match rx.recv() {
             Ok(Message::Step(request)) => waiting.push(request),
@@ -131,7 +144,17 @@ fn serve(llama: &Llama, rx: &mpsc::Receiver<Message>, mut live: usize) {
             Err(_) => break,
         }
         if !waiting.is_empty() && waiting.len() == live {
-            run(llama, std::mem::take(&mut waiting));
+            let mut pass = Vec::new();
+            let mut tokens = 0;
+            for request in waiting.drain(..) {
+                if !pass.is_empty() && tokens + request.tokens.len() > MAX_PASS_TOKENS {
+                    run(llama, std::mem::take(&mut pass));
+                    tokens = 0;
+                }
+                tokens += request.tokens.len();
+                pass.push(request);
+            }
+            run(llama, pass);
         }
     }
 }

@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use opensoc_attack::{Catalog, Taxonomy};
-use opensoc_model::{KvCache, Model, ModelError};
+use opensoc_model::{Kernels, KvCache, Model, ModelError};
 
-use crate::batch::Step;
+use crate::batch::{Direct, Step};
 use opensoc_verdict::{Answer, Severity};
 
 /// Prefix tree over the token sequences of a field's complete lines.
@@ -542,8 +542,12 @@ pub fn decode(
     narrative: Option<NarrativeLimits>,
     token_by_token: bool,
 ) -> Result<Decoded, ModelError> {
+    let direct = Direct {
+        llama: &model.llama,
+        kernels: Kernels::ByRows,
+    };
     decode_via(
-        &model.llama,
+        &direct,
         model,
         grammar,
         cache,
@@ -646,7 +650,10 @@ mod tests {
     fn decoder<'a>(model: &'a Model, prompt: &[u32]) -> Decoder<'a> {
         let mut d = Decoder {
             model,
-            step: &model.llama,
+            step: &Direct {
+                llama: &model.llama,
+                kernels: Kernels::ByRows,
+            },
             cache: model.llama.new_cache(),
             pending: prompt.to_vec(),
             logits: None,

@@ -7,7 +7,7 @@ mod batch;
 mod grammar;
 
 use opensoc_attack::{parse_technique_field, Catalog, Taxonomy};
-use opensoc_model::{GenerateOptions, Model, ModelError, PrefixCache};
+use opensoc_model::{GenerateOptions, Kernels, Model, ModelError, PrefixCache};
 use opensoc_verdict::prompt::{Prompt, INSTRUCTION, STOP_MARKERS};
 use opensoc_verdict::{parse_answer, Answer, Verdict};
 
@@ -136,23 +136,34 @@ impl Analyzer {
         Ok((text, warning))
     }
 
-    /// Analyses one entry. `id` names it in the verdict and in errors.
+    /// Analyses one entry. `id` names it in the verdict and in errors. Where the weights
+    /// are mixed, one-token steps take the quantized copies (fastest for one entry).
     pub fn analyze(&self, id: &str, log_text: &str) -> Result<Verdict, AnalyzeError> {
-        self.analyze_via(&self.model.llama, id, log_text)
+        let direct = batch::Direct {
+            llama: &self.model.llama,
+            kernels: Kernels::ByRows,
+        };
+        self.analyze_via(&direct, id, log_text)
     }
 
     /// Analyses `(id, text)` entries together: under the grammar their model steps run
     /// in shared passes (see `batch`), which is faster on a CPU than one entry after
     /// another; verdicts come back in order, each with its own error if it failed.
-    /// Without the grammar, entries run one after another.
+    /// Every pass takes the f32 weights, so an entry's verdict does not depend on the
+    /// other entries, nor on whether it came alone. Without the grammar, entries run one
+    /// after another.
     pub fn analyze_batch(
         &self,
         entries: &[(String, String)],
     ) -> Vec<Result<Verdict, AnalyzeError>> {
         if self.grammar.is_none() || entries.len() < 2 {
+            let direct = batch::Direct {
+                llama: &self.model.llama,
+                kernels: Kernels::Dense,
+            };
             return entries
                 .iter()
-                .map(|(id, text)| self.analyze(id, text))
+                .map(|(id, text)| self.analyze_via(&direct, id, text))
                 .collect();
         }
         batch::run_batched(&self.model.llama, entries, |(id, text), step| {

@@ -166,6 +166,14 @@ impl Linear {
         Ok(())
     }
 
+    /// Keeps only the dense copy where there is one, freeing the quantized weight: for
+    /// callers whose passes all take the dense copy anyway (batched analysis).
+    pub fn drop_quantized(&mut self) {
+        if let Some(w) = self.dense.take() {
+            self.weight = QMatMul::Tensor(w);
+        }
+    }
+
     /// The weight as a dense f32 `[out, in]` tensor.
     pub fn dequantize(&self) -> Result<Tensor> {
         if let Some(w) = &self.dense {

@@ -87,16 +87,22 @@ impl Attention {
         };
         *cache = Some((k.clone(), v.clone()));
         let total = k.dim(2)?;
-        let rep = self.num_heads / self.num_kv_heads;
-        let k = repeat_kv(&k, rep)?;
-        let v = repeat_kv(&v, rep)?;
+        // The query heads that share a key-value head are consecutive: stacking their
+        // rows gives one product per key-value head, and K and V are never copied.
+        let (kv_heads, rep) = (self.num_kv_heads, self.num_heads / self.num_kv_heads);
+        let q = q.reshape((b, kv_heads, rep * t, self.head_dim))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let mut att = (q.matmul(&k.t()?)? * scale)?;
         if t > 1 {
-            att = att.broadcast_add(&causal_mask(t, total, q.device())?)?;
+            att = att
+                .reshape((b, kv_heads, rep, t, total))?
+                .broadcast_add(&causal_mask(t, total, q.device())?)?
+                .reshape((b, kv_heads, rep * t, total))?;
         }
         let att = softmax_last_dim(&att)?;
-        let ys = att.matmul(&v.contiguous()?)?;
+        let ys = att
+            .matmul(&v)?
+            .reshape((b, self.num_heads, t, self.head_dim))?;
         Ok(ys
             .transpose(1, 2)?
             .reshape((b, t, self.num_heads * self.head_dim))?)
@@ -522,6 +528,15 @@ impl Llama {
             .into_iter()
             .map(move |(n, l)| (i, n, l))
         })
+    }
+
+    /// Frees the quantized copies of projections that also hold an f32 copy (mixed
+    /// weights), for callers that run every pass with [`Kernels::Dense`]; the output
+    /// head keeps its quantized weight. About 100 MB less for the default model.
+    pub fn drop_quantized_copies(&mut self) {
+        for (_, _, linear) in self.projections_mut() {
+            linear.drop_quantized();
+        }
     }
 
     /// Logits in f32 as a flat vector (tests, evaluation).

@@ -9,7 +9,7 @@ use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
 use opensoc_ingest::{GroupingConfig, Intake, IntakeConfig, Source, Timeout};
 use opensoc_report::{Format, VerdictWriter};
 
-use super::{load_model, progress_bar, AdapterArgs, Weights};
+use super::{load_model, prepare_for_batches, progress_bar, AdapterArgs, Weights};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -122,6 +122,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     let mut intake = Intake::start(intake_config(&args))?;
     let adapter = args.adapter.select(args.model.as_deref())?;
     let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
+    prepare_for_batches(&mut model, args.batch);
     if let Some(adapter) = &adapter {
         model
             .attach(adapter, args.merge_adapter)

@@ -8,7 +8,7 @@ use opensoc_eval::{evaluate, load_examples, render, Example, System};
 use opensoc_model::{Adapter, Model};
 use opensoc_report::{Format, VerdictWriter};
 
-use super::{load_model, progress_bar, AdapterArgs, Weights};
+use super::{load_model, prepare_for_batches, progress_bar, AdapterArgs, Weights};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -142,7 +142,8 @@ pub fn run(args: Args) -> Result<Outcome> {
     let mut systems = Vec::new();
     if args.predictions.is_empty() {
         let adapter = args.adapter.select(args.model.as_deref())?;
-        let model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
+        let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
+        prepare_for_batches(&mut model, args.batch);
         if args.baseline || adapter.is_none() {
             systems.push(run_system(&args, &examples, model.clone(), None, "base")?);
         }

@@ -65,6 +65,14 @@ pub fn load_model(spec: Option<&str>, weights: WeightFormat, quiet: bool) -> Res
     Ok(model)
 }
 
+/// Readies `model` for analysis in batches of `batch` entries: batched passes always use
+/// the f32 weights, so the Q8_0 copies of mixed weights would only cost memory.
+pub fn prepare_for_batches(model: &mut Model, batch: usize) {
+    if batch > 1 {
+        model.llama.drop_quantized_copies();
+    }
+}
+
 /// Adapter options shared by the commands that run the model.
 #[derive(clap::Args)]
 pub struct AdapterArgs {
