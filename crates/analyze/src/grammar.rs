@@ -647,13 +647,10 @@ mod tests {
         test_models::tiny_gguf_model(&dir.join("tiny.gguf"), 5)
     }
 
-    fn decoder<'a>(model: &'a Model, prompt: &[u32]) -> Decoder<'a> {
+    fn decoder<'a>(model: &'a Model, step: &'a Direct<'a>, prompt: &[u32]) -> Decoder<'a> {
         let mut d = Decoder {
             model,
-            step: &Direct {
-                llama: &model.llama,
-                kernels: Kernels::ByRows,
-            },
+            step,
             cache: model.llama.new_cache(),
             pending: prompt.to_vec(),
             logits: None,
@@ -689,6 +686,10 @@ mod tests {
     fn beam_finds_the_likeliest_whole_line() {
         let dir = tempfile::tempdir().unwrap();
         let model = tiny_model(dir.path());
+        let direct = Direct {
+            llama: &model.llama,
+            kernels: Kernels::ByRows,
+        };
         // Values that branch early and then run long forced tails: the tails must count.
         let values: Vec<String> = [
             "T1 (Alpha)",
@@ -721,7 +722,7 @@ mod tests {
 
             // A partial line's score is the sum of its tokens' log-probabilities.
             for (v, score) in values.iter().zip(&scores) {
-                let d = decoder(&model, &prompt);
+                let d = decoder(&model, &direct, &prompt);
                 let mut h = Hyp {
                     node: 0,
                     cache: d.cache.clone(),
@@ -735,7 +736,7 @@ mod tests {
                 assert!((h.logp - score).abs() < 1e-3, "{v}: {} vs {score}", h.logp);
             }
 
-            let mut d = decoder(&model, &prompt);
+            let mut d = decoder(&model, &direct, &prompt);
             let (value, p) = d.choose_beam(&choice, values.len()).unwrap();
             assert_eq!(value, best, "{prompt:?}: {scores:?}");
             // Lines that could not win may be pruned: the share is at least the exact one.
@@ -744,7 +745,7 @@ mod tests {
             assert_eq!(d.out, line);
             // The decoder continues after the chosen line with that line's logits.
             let all: Vec<u32> = prompt.iter().chain(&line).copied().collect();
-            let mut reference = decoder(&model, &all);
+            let mut reference = decoder(&model, &direct, &all);
             let diff = d
                 .logits()
                 .unwrap()
