@@ -38,9 +38,6 @@ pub struct Args {
     model: Option<String>,
     #[command(flatten)]
     adapter: AdapterArgs,
-    /// Fold the adapter into the weights instead of applying it on the fly.
-    #[arg(long)]
-    merge_adapter: bool,
     /// In-memory format of GGUF weights.
     #[arg(long, value_enum, default_value_t = Weights::Mixed)]
     weights: Weights,
@@ -125,7 +122,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     prepare_for_batches(&mut model, args.batch);
     if let Some(adapter) = &adapter {
         model
-            .attach(adapter, args.merge_adapter)
+            .attach(adapter, args.adapter.merge)
             .with_context(|| format!("applying adapter {}", adapter.path.display()))?;
     }
     let analyzer = Analyzer::new(

@@ -227,7 +227,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             let adapter = args.adapter.select(args.model.as_deref())?;
             if let Some(adapter) = &adapter {
                 model
-                    .attach(adapter, false)
+                    .attach(adapter, args.adapter.merge)
                     .with_context(|| format!("applying adapter {}", adapter.path.display()))?;
             }
             let analyzer = Analyzer::new(

@@ -75,7 +75,7 @@ fn run_system(
 ) -> Result<System> {
     if let Some(adapter) = adapter {
         model
-            .attach(adapter, false)
+            .attach(adapter, args.adapter.merge)
             .with_context(|| format!("applying adapter {}", adapter.path.display()))?;
     }
     let analyzer = Analyzer::new(

@@ -83,6 +83,10 @@ pub struct AdapterArgs {
     /// Run the base model without any adapter, not even the built-in one.
     #[arg(long, conflicts_with = "adapter")]
     pub no_adapter: bool,
+    /// Fold the adapter into the weights instead of applying it on the fly (faster; the
+    /// f32 weights merge exactly, Q8_0 copies are requantized).
+    #[arg(long = "merge-adapter")]
+    pub merge: bool,
 }
 
 impl AdapterArgs {
