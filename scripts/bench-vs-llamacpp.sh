@@ -76,7 +76,7 @@ for r in range(1, rounds + 1):
     report = json.load(open(f"{out}/opensoc-{r}.json"))
     for m in report["engine"][0]["measurements"]:
         if m["name"] in ours:
-            ours[m["name"]] += m["tokens_per_s"]
+            ours[m["name"]] += m["samples"]
 print("| measurement | llama.cpp tokens/s median [min-max] | OpenSOC tokens/s median [min-max] | ratio (medians) |")
 print("|---|---|---|---|")
 for k in ours:
