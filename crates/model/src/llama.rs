@@ -354,6 +354,11 @@ impl Llama {
                     "a batch item has no tokens".into(),
                 ));
             }
+            if item.cache.layers.len() != self.layers.len() {
+                return Err(ModelError::InvalidInput(
+                    "a batch item's cache belongs to another model".into(),
+                ));
+            }
             if offset + t > self.max_len() {
                 return Err(ModelError::ContextOverflow {
                     tokens: offset + t,
