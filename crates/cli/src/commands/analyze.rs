@@ -119,7 +119,10 @@ pub fn run(args: Args) -> Result<Outcome> {
     let mut intake = Intake::start(intake_config(&args))?;
     let adapter = args.adapter.select(args.model.as_deref())?;
     let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
-    prepare_for_batches(&mut model, args.batch);
+    // Only the grammar path runs in batches; free text decodes one entry at a time.
+    if !args.unconstrained {
+        prepare_for_batches(&mut model, args.batch);
+    }
     if let Some(adapter) = &adapter {
         model
             .attach(adapter, args.adapter.merge)

@@ -143,7 +143,10 @@ pub fn run(args: Args) -> Result<Outcome> {
     if args.predictions.is_empty() {
         let adapter = args.adapter.select(args.model.as_deref())?;
         let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
-        prepare_for_batches(&mut model, args.batch);
+        // Only the grammar path runs in batches; free text decodes one entry at a time.
+        if !args.unconstrained {
+            prepare_for_batches(&mut model, args.batch);
+        }
         if args.baseline || adapter.is_none() {
             systems.push(run_system(&args, &examples, model.clone(), None, "base")?);
         }
