@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::ValueEnum;
 use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
 use opensoc_ingest::{GroupingConfig, Intake, IntakeConfig, Source, Timeout};
@@ -123,11 +123,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     if !args.unconstrained {
         prepare_for_batches(&mut model, args.batch);
     }
-    if let Some(adapter) = &adapter {
-        model
-            .attach(adapter, args.adapter.merge)
-            .with_context(|| format!("applying adapter {}", adapter.path.display()))?;
-    }
+    args.adapter.apply(&mut model, adapter.as_ref())?;
     let analyzer = Analyzer::new(
         model,
         AnalyzerConfig {

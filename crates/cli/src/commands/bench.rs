@@ -225,11 +225,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             let mut model = model;
             prepare_for_batches(&mut model, args.batch);
             let adapter = args.adapter.select(args.model.as_deref())?;
-            if let Some(adapter) = &adapter {
-                model
-                    .attach(adapter, args.adapter.merge)
-                    .with_context(|| format!("applying adapter {}", adapter.path.display()))?;
-            }
+            args.adapter.apply(&mut model, adapter.as_ref())?;
             let analyzer = Analyzer::new(
                 model,
                 AnalyzerConfig {

@@ -73,11 +73,7 @@ fn run_system(
     adapter: Option<&Adapter>,
     name: &str,
 ) -> Result<System> {
-    if let Some(adapter) = adapter {
-        model
-            .attach(adapter, args.adapter.merge)
-            .with_context(|| format!("applying adapter {}", adapter.path.display()))?;
-    }
+    args.adapter.apply(&mut model, adapter)?;
     let analyzer = Analyzer::new(
         model,
         AnalyzerConfig {

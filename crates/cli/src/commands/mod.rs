@@ -90,6 +90,16 @@ pub struct AdapterArgs {
 }
 
 impl AdapterArgs {
+    /// Attaches `adapter` (if any) to `model`, merged when `--merge-adapter` asks.
+    pub fn apply(&self, model: &mut Model, adapter: Option<&Adapter>) -> Result<()> {
+        if let Some(adapter) = adapter {
+            model
+                .attach(adapter, self.merge)
+                .with_context(|| format!("applying adapter {}", adapter.path.display()))?;
+        }
+        Ok(())
+    }
+
     /// The adapter these options select for the model `model_spec` (`None`: the default
     /// model). The built-in adapter was trained for the default model only.
     pub fn select(&self, model_spec: Option<&str>) -> Result<Option<Adapter>> {
