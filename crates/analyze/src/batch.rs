@@ -35,15 +35,8 @@ impl Step for Direct<'_> {
         cache: &mut KvCache,
         all_positions: bool,
     ) -> Result<Tensor, ModelError> {
-        let mut items = [BatchItem {
-            tokens,
-            cache,
-            all_positions,
-        }];
         self.llama
-            .forward_batch(&mut items, self.kernels)?
-            .pop()
-            .ok_or_else(|| ModelError::InvalidInput("no logits for the step".into()))
+            .forward_one(tokens, cache, all_positions, self.kernels)
     }
 }
 

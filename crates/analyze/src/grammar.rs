@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use opensoc_attack::{Catalog, Taxonomy};
 use opensoc_model::{Kernels, KvCache, Model, ModelError};
+use opensoc_verdict::{Answer, Severity};
 
 use crate::batch::{Direct, Step};
-use opensoc_verdict::{Answer, Severity};
 
 /// Prefix tree over the token sequences of a field's complete lines.
 #[derive(Debug, Default)]

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 use crate::error::Result;
 use crate::layers::{argmax, Kernels};
@@ -18,9 +18,12 @@ fn tokens(n: usize, vocab: usize, seed: u32) -> Vec<u32> {
         .collect()
 }
 
+/// One sequence's step with kernels chosen by rows, as a plain generation loop runs it
+/// (with mixed weights: f32 for the prompt, Q8_0 for one-token steps).
 fn run(model: &Model, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-    let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
-    model.llama.forward(&input, cache, false)
+    model
+        .llama
+        .forward_one(tokens, cache, false, Kernels::ByRows)
 }
 
 /// Tokens per second of a prefill of `n` tokens into an empty cache.
@@ -40,7 +43,7 @@ pub fn decode(model: &Model, n: usize) -> Result<f64> {
     let mut logits = run(model, &prompt, &mut cache)?;
     let started = Instant::now();
     for _ in 0..n {
-        let next = argmax(&logits.squeeze(0)?)?;
+        let next = argmax(&logits)?;
         logits = run(model, &[next], &mut cache)?;
     }
     Ok(n as f64 / started.elapsed().as_secs_f64())

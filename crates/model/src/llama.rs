@@ -317,20 +317,31 @@ impl Llama {
             )));
         }
         let tokens = tokens.flatten_all()?.to_vec1::<u32>()?;
-        let mut items = [BatchItem {
-            tokens: &tokens,
-            cache,
-            all_positions,
-        }];
-        let logits = self
-            .forward_batch(&mut items, Kernels::ByRows)?
-            .pop()
-            .ok_or_else(|| ModelError::InvalidInput("empty batch".into()))?;
+        let logits = self.forward_one(&tokens, cache, all_positions, Kernels::ByRows)?;
         if all_positions {
             Ok(logits.reshape((1, t, ()))?)
         } else {
             Ok(logits.unsqueeze(0)?)
         }
+    }
+
+    /// One sequence's new `tokens` as a batch of one ([`Llama::forward_batch`]): logits
+    /// `[vocab]` of the last position, or `[t, vocab]` with `all_positions`.
+    pub fn forward_one(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        all_positions: bool,
+        kernels: Kernels,
+    ) -> Result<Tensor> {
+        let mut items = [BatchItem {
+            tokens,
+            cache,
+            all_positions,
+        }];
+        self.forward_batch(&mut items, kernels)?
+            .pop()
+            .ok_or_else(|| ModelError::InvalidInput("empty batch".into()))
     }
 
     /// Runs several sequences, each after what its own cache holds, in one pass: the

@@ -9,7 +9,7 @@ use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
 use opensoc_ingest::{GroupingConfig, Intake, IntakeConfig, Source, Timeout};
 use opensoc_report::{Format, VerdictWriter};
 
-use super::{load_model, prepare_for_batches, progress_bar, AdapterArgs, Weights};
+use super::{load_model, prepare_for_analysis, progress_bar, AdapterArgs, Weights};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -119,10 +119,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     let mut intake = Intake::start(intake_config(&args))?;
     let adapter = args.adapter.select(args.model.as_deref())?;
     let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
-    // Only the grammar path runs in batches; free text decodes one entry at a time.
-    if !args.unconstrained {
-        prepare_for_batches(&mut model, args.batch);
-    }
+    prepare_for_analysis(&mut model, !args.unconstrained);
     args.adapter.apply(&mut model, adapter.as_ref())?;
     let analyzer = Analyzer::new(
         model,

@@ -11,7 +11,7 @@ use opensoc_eval::load_examples;
 use opensoc_model::{bench, WeightFormat};
 use serde::Serialize;
 
-use super::{load_model, prepare_for_batches, AdapterArgs, Weights};
+use super::{load_model, prepare_for_analysis, AdapterArgs, Weights};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -223,7 +223,7 @@ pub fn run(args: Args) -> Result<Outcome> {
 
         if i == 0 && !examples.is_empty() {
             let mut model = model;
-            prepare_for_batches(&mut model, args.batch);
+            prepare_for_analysis(&mut model, true);
             let adapter = args.adapter.select(args.model.as_deref())?;
             args.adapter.apply(&mut model, adapter.as_ref())?;
             let analyzer = Analyzer::new(

@@ -8,7 +8,7 @@ use opensoc_eval::{evaluate, load_examples, render, Example, System};
 use opensoc_model::{Adapter, Model};
 use opensoc_report::{Format, VerdictWriter};
 
-use super::{load_model, prepare_for_batches, progress_bar, AdapterArgs, Weights};
+use super::{load_model, prepare_for_analysis, progress_bar, AdapterArgs, Weights};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -139,10 +139,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     if args.predictions.is_empty() {
         let adapter = args.adapter.select(args.model.as_deref())?;
         let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
-        // Only the grammar path runs in batches; free text decodes one entry at a time.
-        if !args.unconstrained {
-            prepare_for_batches(&mut model, args.batch);
-        }
+        prepare_for_analysis(&mut model, !args.unconstrained);
         if args.baseline || adapter.is_none() {
             systems.push(run_system(&args, &examples, model.clone(), None, "base")?);
         }

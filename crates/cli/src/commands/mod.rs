@@ -65,10 +65,12 @@ pub fn load_model(spec: Option<&str>, weights: WeightFormat, quiet: bool) -> Res
     Ok(model)
 }
 
-/// Readies `model` for analysis in batches of `batch` entries: batched passes always use
-/// the f32 weights, so the Q8_0 copies of mixed weights would only cost memory.
-pub fn prepare_for_batches(model: &mut Model, batch: usize) {
-    if batch > 1 {
+/// Readies `model` for `Analyzer::analyze_batch`, which the commands use for every
+/// batch size: under the grammar every pass takes the f32 weights, so the Q8_0 copies of
+/// mixed weights would only cost memory. Free text (`constrained` false) decodes with
+/// them, one entry at a time.
+pub fn prepare_for_analysis(model: &mut Model, constrained: bool) {
+    if constrained {
         model.llama.drop_quantized_copies();
     }
 }
