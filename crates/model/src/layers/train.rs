@@ -1,0 +1,656 @@
+//! Training support. candle's fused kernels (`rms_norm`, `rope`, `softmax_last_dim`) have no
+//! backward pass and a plain matmul also computes the gradient of a frozen weight; the ops
+//! here keep fast forward kernels and add hand-written backward passes that return only
+//! the gradients training needs. The inference path does not use them.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Device, Layout, Shape, Storage, Tensor, D};
+
+use super::{Linear, RmsNorm, Rotary};
+use crate::error::Result;
+
+/// Switches and randomness of one training forward pass.
+#[derive(Debug)]
+pub struct TrainCtx {
+    /// Dropout probability on the input of each LoRA update (PEFT's `lora_dropout`).
+    pub dropout: f32,
+    rng: Cell<u64>,
+}
+
+impl TrainCtx {
+    /// `seed` makes the dropout masks reproducible.
+    pub fn new(dropout: f32, seed: u64) -> Self {
+        TrainCtx {
+            dropout,
+            rng: Cell::new(seed ^ 0x9E37_79B9_7F4A_7C15),
+        }
+    }
+
+    /// No dropout: the forward pass is deterministic.
+    pub fn eval() -> Self {
+        TrainCtx::new(0.0, 0)
+    }
+
+    /// Where the dropout stream is. Restoring it replays the same masks, which is how a
+    /// recomputed block (activation checkpointing) sees the masks of its first pass.
+    pub fn rng_state(&self) -> u64 {
+        self.rng.get()
+    }
+
+    pub fn set_rng_state(&self, state: u64) {
+        self.rng.set(state);
+    }
+
+    /// The seed of the next LoRA input's dropout mask, with the keep probability; `None`
+    /// without dropout.
+    fn dropout_seed(&self) -> Option<(f32, u64)> {
+        if self.dropout <= 0.0 {
+            return None;
+        }
+        let mut state = self.rng.get();
+        let seed = splitmix64(&mut state);
+        self.rng.set(state);
+        Some((1.0 - self.dropout, seed))
+    }
+}
+
+/// splitmix64: fast, seedable and good enough for dropout masks.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// An inverted-dropout mask of `n` factors (`1/keep` or 0), a pure function of `seed`, so
+/// the backward pass regenerates it instead of keeping it.
+fn dropout_mask(n: usize, keep: f32, seed: u64) -> Vec<f32> {
+    let threshold = (keep as f64 * (1u64 << 32) as f64) as u64;
+    let kept = 1.0 / keep;
+    let mut state = seed;
+    let mut mask = Vec::with_capacity(n + 1);
+    while mask.len() < n {
+        let r = splitmix64(&mut state);
+        for half in [r & 0xFFFF_FFFF, r >> 32] {
+            mask.push(if half < threshold { kept } else { 0.0 });
+        }
+    }
+    mask.truncate(n);
+    mask
+}
+
+fn cpu_tensor(s: &CpuStorage, l: &Layout) -> candle_core::Result<Tensor> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Tensor::from_slice(&data[a..b], l.shape(), &Device::Cpu),
+        None => candle_core::bail!("training ops expect contiguous f32 input"),
+    }
+}
+
+fn cpu_storage(t: &Tensor) -> candle_core::Result<(CpuStorage, Shape)> {
+    Ok((
+        CpuStorage::F32(t.flatten_all()?.to_vec1::<f32>()?),
+        t.shape().clone(),
+    ))
+}
+
+/// The contiguous f32 data of a CPU tensor's storage.
+fn f32_data<'a>(s: &'a Storage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    match s {
+        Storage::Cpu(c) => f32_slice(c, l),
+        _ => candle_core::bail!("training ops run on the CPU"),
+    }
+}
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("training ops expect contiguous f32 input"),
+    }
+}
+
+/// How a row-major operand of [`matmul`] is read.
+#[derive(Clone, Copy)]
+enum Op {
+    /// As stored.
+    N,
+    /// Transposed: a `[k, n]` operand stored as `[n, k]` (a weight), and so on.
+    T,
+}
+
+/// `dst[m×n] = beta · lhs[m×k] · rhs[k×n]`, plus `dst` itself with `accumulate`, on
+/// row-major slices through gemm (candle's own kernel), without copying any operand.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    dst: &mut [f32],
+    (m, k, n): (usize, usize, usize),
+    lhs: &[f32],
+    lhs_op: Op,
+    rhs: &[f32],
+    rhs_op: Op,
+    beta: f32,
+    accumulate: bool,
+) -> candle_core::Result<()> {
+    if dst.len() != m * n || lhs.len() != m * k || rhs.len() != k * n {
+        candle_core::bail!(
+            "matmul shapes: dst {} lhs {} rhs {} for {m}x{k}x{n}",
+            dst.len(),
+            lhs.len(),
+            rhs.len()
+        );
+    }
+    // (column stride, row stride) of each operand as the product reads it.
+    let (lhs_cs, lhs_rs) = match lhs_op {
+        Op::N => (1, k),
+        Op::T => (m, 1),
+    };
+    let (rhs_cs, rhs_rs) = match rhs_op {
+        Op::N => (1, n),
+        Op::T => (k, 1),
+    };
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the lengths were checked above against the strides used here.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            beta,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Ok(())
+}
+
+/// `[.., k]` as `(rows, k)`.
+fn rows(l: &Layout) -> candle_core::Result<(usize, usize)> {
+    let k = l.shape().dims().last().copied().unwrap_or(1).max(1);
+    Ok((l.shape().elem_count() / k, k))
+}
+
+fn with_last_dim(shape: &Shape, n: usize) -> Shape {
+    let mut dims = shape.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = n;
+    }
+    Shape::from(dims)
+}
+
+/// `x Wᵀ` with a frozen `W` (`[n, k]`): the backward pass returns only the input gradient.
+struct FrozenMatmul {
+    w: Tensor,
+}
+
+impl CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, k) = rows(l)?;
+        let (n, _) = self.w.dims2()?;
+        let (ws, wl) = self.w.storage_and_layout();
+        let mut y = vec![0f32; m * n];
+        matmul(
+            &mut y,
+            (m, k, n),
+            f32_slice(s, l)?,
+            Op::N,
+            f32_data(&ws, wl)?,
+            Op::T,
+            1.0,
+            false,
+        )?;
+        Ok((CpuStorage::F32(y), with_last_dim(l.shape(), n)))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (n, k) = self.w.dims2()?;
+        let g = g.contiguous()?;
+        let m = g.elem_count() / n.max(1);
+        let (gs, gl) = g.storage_and_layout();
+        let (ws, wl) = self.w.storage_and_layout();
+        let mut dx = vec![0f32; m * k];
+        matmul(
+            &mut dx,
+            (m, n, k),
+            f32_data(&gs, gl)?,
+            Op::N,
+            f32_data(&ws, wl)?,
+            Op::N,
+            1.0,
+            false,
+        )?;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+    }
+}
+
+/// A frozen linear layer and its LoRA update as one differentiable op on `(x, A, B)`:
+/// `y = x Wᵀ + s · ((x ⊙ mask) Aᵀ) Bᵀ`. Composed from candle ops, the update would keep
+/// its dropout mask, dropped input and three `[rows, out]` intermediates for the backward
+/// pass and make as many passes over memory; here it is three products into one buffer,
+/// and the mask is regenerated from its seed when the gradients need it.
+struct LoraLinear {
+    w: Tensor,
+    scale: f32,
+    /// Keep probability and mask seed.
+    dropout: Option<(f32, u64)>,
+}
+
+impl LoraLinear {
+    /// The LoRA input: `x`, or `x ⊙ mask` under dropout.
+    fn dropped<'a>(&self, x: &'a [f32]) -> Cow<'a, [f32]> {
+        match self.dropout {
+            None => Cow::Borrowed(x),
+            Some((keep, seed)) => Cow::Owned(
+                x.iter()
+                    .zip(dropout_mask(x.len(), keep, seed))
+                    .map(|(x, m)| x * m)
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl CustomOp3 for LoraLinear {
+    fn name(&self) -> &'static str {
+        "lora-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        a_s: &CpuStorage,
+        al: &Layout,
+        b_s: &CpuStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, k) = rows(xl)?;
+        let (r, n) = (al.shape().dims2()?.0, bl.shape().dims2()?.0);
+        let x = f32_slice(xs, xl)?;
+        let (ws, wl) = self.w.storage_and_layout();
+        let mut y = vec![0f32; m * n];
+        matmul(
+            &mut y,
+            (m, k, n),
+            x,
+            Op::N,
+            f32_data(&ws, wl)?,
+            Op::T,
+            1.0,
+            false,
+        )?;
+        let mut low = vec![0f32; m * r];
+        let a = f32_slice(a_s, al)?;
+        matmul(
+            &mut low,
+            (m, k, r),
+            &self.dropped(x),
+            Op::N,
+            a,
+            Op::T,
+            self.scale,
+            false,
+        )?;
+        matmul(
+            &mut y,
+            (m, r, n),
+            &low,
+            Op::N,
+            f32_slice(b_s, bl)?,
+            Op::T,
+            1.0,
+            true,
+        )?;
+        Ok((CpuStorage::F32(y), with_last_dim(xl.shape(), n)))
+    }
+
+    /// With `xd = x ⊙ mask` and `gB = g B`: `dA = s gBᵀ xd`, `dB = s gᵀ (xd Aᵀ)`,
+    /// `dx = g W + s (gB A) ⊙ mask`.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (r, k) = a.dims2()?;
+        let (n, _) = b.dims2()?;
+        let (x, a, b, g) = (
+            x.contiguous()?,
+            a.contiguous()?,
+            b.contiguous()?,
+            g.contiguous()?,
+        );
+        let m = x.elem_count() / k.max(1);
+        let (xs, xl) = x.storage_and_layout();
+        let (as_, al) = a.storage_and_layout();
+        let (bs, bl) = b.storage_and_layout();
+        let (gs, gl) = g.storage_and_layout();
+        let (ws, wl) = self.w.storage_and_layout();
+        let (xv, av, bv) = (f32_data(&xs, xl)?, f32_data(&as_, al)?, f32_data(&bs, bl)?);
+        let (gv, wv) = (f32_data(&gs, gl)?, f32_data(&ws, wl)?);
+        let s = self.scale;
+        let xd = self.dropped(xv);
+
+        let mut gb = vec![0f32; m * r];
+        matmul(&mut gb, (m, n, r), gv, Op::N, bv, Op::N, 1.0, false)?;
+        let mut da = vec![0f32; r * k];
+        matmul(&mut da, (r, m, k), &gb, Op::T, &xd, Op::N, s, false)?;
+        let mut low = vec![0f32; m * r];
+        matmul(&mut low, (m, k, r), &xd, Op::N, av, Op::T, 1.0, false)?;
+        let mut db = vec![0f32; n * r];
+        matmul(&mut db, (n, m, r), gv, Op::T, &low, Op::N, s, false)?;
+
+        let mut dx = vec![0f32; m * k];
+        matmul(&mut dx, (m, n, k), gv, Op::N, wv, Op::N, 1.0, false)?;
+        match self.dropout {
+            None => matmul(&mut dx, (m, r, k), &gb, Op::N, av, Op::N, s, true)?,
+            Some((keep, seed)) => {
+                let mut up = vec![0f32; m * k];
+                matmul(&mut up, (m, r, k), &gb, Op::N, av, Op::N, s, false)?;
+                let mask = dropout_mask(m * k, keep, seed);
+                for ((d, u), f) in dx.iter_mut().zip(&up).zip(&mask) {
+                    *d += u * f;
+                }
+            }
+        }
+        let dev = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            Some(Tensor::from_vec(da, (r, k), dev)?),
+            Some(Tensor::from_vec(db, (n, r), dev)?),
+        ))
+    }
+}
+
+/// RMSNorm with a frozen weight.
+struct RmsNormOp {
+    w: Tensor,
+    eps: f32,
+}
+
+impl CustomOp1 for RmsNormOp {
+    fn name(&self) -> &'static str {
+        "rms-norm-train"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        cpu_storage(&candle_nn::ops::rms_norm(
+            &cpu_tensor(s, l)?,
+            &self.w,
+            self.eps,
+        )?)
+    }
+
+    /// y = x·r·w with r = 1/sqrt(mean(x²)+eps): dx = r·(g w) − x·r³·mean(g w x).
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let r = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps as f64)?
+            .sqrt()?
+            .recip()?;
+        let gw = g.broadcast_mul(&self.w)?;
+        let dot = (&gw * x)?.mean_keepdim(D::Minus1)?;
+        let r3 = r.powf(3.0)?;
+        let dx = (gw.broadcast_mul(&r)? - x.broadcast_mul(&(dot * r3)?)?)?;
+        Ok(Some(dx))
+    }
+}
+
+/// Rotary embedding, rotate-halves layout. It is a rotation, so its gradient is the
+/// inverse rotation: the same kernel with `-sin`.
+struct RopeOp {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl CustomOp1 for RopeOp {
+    fn name(&self) -> &'static str {
+        "rope-train"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        cpu_storage(&candle_nn::rotary_emb::rope(
+            &cpu_tensor(s, l)?,
+            &self.cos,
+            &self.sin,
+        )?)
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(candle_nn::rotary_emb::rope(
+            &g.contiguous()?,
+            &self.cos,
+            &self.sin.neg()?,
+        )?))
+    }
+}
+
+/// `softmax(scale · x)` over the last dimension with a causal mask (query `i` of `t`
+/// sees keys `0..=i`), on `[.., t, t]` scores. Saves the separate mask tensor and the
+/// masked copy of the scores that a composed version would keep for the backward pass.
+struct CausalSoftmax {
+    scale: f32,
+}
+
+/// Runs `f` on chunks of whole rows of `out` in parallel (candle's thread count).
+fn par_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let rows = out.len() / row.max(1);
+    let threads = candle_core::utils::get_num_threads().clamp(1, rows.max(1));
+    let per = rows.div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for (c, chunk) in out.chunks_mut(per * row).enumerate() {
+            let f = &f;
+            s.spawn(move || {
+                for (k, r) in chunk.chunks_mut(row).enumerate() {
+                    f(c * per + k, r);
+                }
+            });
+        }
+    });
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = l.shape().dims();
+        let t = dims.last().copied().unwrap_or(0);
+        let q = if dims.len() >= 2 {
+            dims[dims.len() - 2]
+        } else {
+            1
+        };
+        if q != t {
+            candle_core::bail!("causal-softmax expects square scores, got {dims:?}");
+        }
+        let data = s.as_slice::<f32>()?;
+        let Some((a, b)) = l.contiguous_offsets() else {
+            candle_core::bail!("causal-softmax expects contiguous input");
+        };
+        let src = &data[a..b];
+        let mut out = vec![0f32; src.len()];
+        let scale = self.scale;
+        par_rows(&mut out, t, |r, dst| {
+            let i = r % t;
+            let x = &src[r * t..r * t + i + 1];
+            let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) * scale;
+            let mut sum = 0.0;
+            for (d, &v) in dst.iter_mut().zip(x) {
+                *d = (v * scale - max).exp();
+                sum += *d;
+            }
+            let inv = 1.0 / sum;
+            for d in &mut dst[..=i] {
+                *d *= inv;
+            }
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    /// dx = scale · y ⊙ (g − Σ g⊙y); masked entries have y = 0.
+    fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let t = y.dim(D::Minus1)?;
+        let yv = y.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let gv = g.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; yv.len()];
+        let scale = self.scale;
+        par_rows(&mut out, t, |r, dst| {
+            let n = r % t + 1;
+            let y = &yv[r * t..r * t + n];
+            let g = &gv[r * t..r * t + n];
+            let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
+            for ((d, &y), &g) in dst.iter_mut().zip(y).zip(g) {
+                *d = scale * y * (g - dot);
+            }
+        });
+        Ok(Some(Tensor::from_vec(out, y.shape(), y.device())?))
+    }
+}
+
+/// Causal attention weights for training: `softmax(scale · scores)` with future keys
+/// masked, `scores` being `[.., t, t]`; differentiable.
+pub fn causal_softmax_train(scores: &Tensor, scale: f64) -> Result<Tensor> {
+    Ok(scores.contiguous()?.apply_op1(CausalSoftmax {
+        scale: scale as f32,
+    })?)
+}
+
+impl RmsNorm {
+    /// Differentiable RMSNorm (frozen weight) for training.
+    pub fn forward_train(&self, xs: &Tensor) -> Result<Tensor> {
+        Ok(xs.contiguous()?.apply_op1(RmsNormOp {
+            w: self.weight.clone(),
+            eps: self.eps,
+        })?)
+    }
+}
+
+impl Rotary {
+    /// Differentiable [`Rotary::apply`] for training.
+    pub fn apply_train(&self, xs: &Tensor, offset: usize) -> Result<Tensor> {
+        let seq = xs.dim(2)?;
+        let cos = self.cos.narrow(0, offset, seq)?.contiguous()?;
+        let sin = self.sin.narrow(0, offset, seq)?.contiguous()?;
+        Ok(xs.contiguous()?.apply_op1(RopeOp { cos, sin })?)
+    }
+}
+
+impl Linear {
+    /// Training forward pass: the base weight is frozen (its gradient is never computed;
+    /// a quantized weight is dequantized per call, so load f32 weights for training), the
+    /// LoRA matrices get gradients when they are `Var`s, dropout applies to the LoRA input.
+    pub fn forward_train(&self, xs: &Tensor, ctx: &TrainCtx) -> Result<Tensor> {
+        let w = self.dequantize()?;
+        let xs = xs.contiguous()?;
+        Ok(match &self.lora {
+            None => xs.apply_op1(FrozenMatmul { w })?,
+            Some(lora) => xs.apply_op3(
+                &lora.a,
+                &lora.b,
+                LoraLinear {
+                    w,
+                    scale: lora.scale as f32,
+                    dropout: ctx.dropout_seed(),
+                },
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+            .unwrap_or(f32::INFINITY)
+    }
+
+    /// The fused op against the same function composed from candle ops, values and all
+    /// three gradients, with and without dropout.
+    #[test]
+    fn lora_linear_equals_composed_ops() {
+        let dev = Device::Cpu;
+        let (m, k, r, n) = (7, 24, 4, 10);
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+        let g = Tensor::randn(0f32, 1.0, (1, m, n), &dev).unwrap();
+        for dropout in [None, Some((0.75f32, 99u64))] {
+            let x = Var::randn(0f32, 1.0, (1, m, k), &dev).unwrap();
+            let a = Var::randn(0f32, 0.5, (r, k), &dev).unwrap();
+            let b = Var::randn(0f32, 0.5, (n, r), &dev).unwrap();
+            let op = LoraLinear {
+                w: w.clone(),
+                scale: 1.5,
+                dropout,
+            };
+            let fused = x.apply_op3(&a, &b, op).unwrap();
+
+            let xd = match dropout {
+                None => x.as_tensor().clone(),
+                Some((keep, seed)) => {
+                    let mask =
+                        Tensor::from_vec(dropout_mask(m * k, keep, seed), (1, m, k), &dev).unwrap();
+                    (x.as_tensor() * mask).unwrap()
+                }
+            };
+            let low = xd.broadcast_matmul(&a.t().unwrap()).unwrap();
+            let up = (low.broadcast_matmul(&b.t().unwrap()).unwrap() * 1.5).unwrap();
+            let composed = (x.broadcast_matmul(&w.t().unwrap()).unwrap() + up).unwrap();
+            assert!(max_diff(&fused, &composed) < 1e-4, "{dropout:?}");
+
+            let gf = (fused * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let gc = (composed * &g)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for v in [x.as_tensor(), a.as_tensor(), b.as_tensor()] {
+                let (f, c) = (gf.get(v).unwrap(), gc.get(v).unwrap());
+                assert!(max_diff(f, c) < 1e-4, "{dropout:?}: {}", max_diff(f, c));
+            }
+        }
+    }
+
+    #[test]
+    fn dropout_masks_are_a_function_of_the_seed() {
+        let a = dropout_mask(1001, 0.9, 5);
+        assert_eq!(a, dropout_mask(1001, 0.9, 5));
+        assert_ne!(a, dropout_mask(1001, 0.9, 6));
+        let dropped = a.iter().filter(|&&f| f == 0.0).count();
+        assert!(
+            (50..150).contains(&dropped),
+            "{dropped} of 1001 dropped at p = 0.1"
+        );
+        assert!(a.iter().all(|&f| f == 0.0 || (f - 1.0 / 0.9).abs() < 1e-6));
+    }
+}
