@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Device, Layout, Shape, Storage, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tensor, D};
 
 use super::{Linear, RmsNorm, Rotary};
 use crate::error::Result;
@@ -43,16 +43,18 @@ impl TrainCtx {
         self.rng.set(state);
     }
 
-    /// The seed of the next LoRA input's dropout mask, with the keep probability; `None`
-    /// without dropout.
-    fn dropout_seed(&self) -> Option<(f32, u64)> {
+    /// The dropout of the next LoRA input; `None` without dropout.
+    fn dropout_seed(&self) -> Option<Dropout> {
         if self.dropout <= 0.0 {
             return None;
         }
         let mut state = self.rng.get();
         let seed = splitmix64(&mut state);
         self.rng.set(state);
-        Some((1.0 - self.dropout, seed))
+        Some(Dropout {
+            keep: 1.0 - self.dropout,
+            seed,
+        })
     }
 }
 
@@ -65,36 +67,36 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// An inverted-dropout mask of `n` factors (`1/keep` or 0), a pure function of `seed`, so
-/// the backward pass regenerates it instead of keeping it.
-fn dropout_mask(n: usize, keep: f32, seed: u64) -> Vec<f32> {
-    let threshold = (keep as f64 * (1u64 << 32) as f64) as u64;
-    let kept = 1.0 / keep;
-    let mut state = seed;
-    let mut mask = Vec::with_capacity(n + 1);
-    while mask.len() < n {
-        let r = splitmix64(&mut state);
-        for half in [r & 0xFFFF_FFFF, r >> 32] {
-            mask.push(if half < threshold { kept } else { 0.0 });
+/// Inverted dropout as a pure function of `(seed, index)`: element `i` is kept (scaled by
+/// `1/keep`) or zeroed by a hash of its index, so the backward pass regenerates the mask
+/// instead of keeping it, and the loop vectorises (a sequential generator did not).
+#[derive(Debug, Clone, Copy)]
+struct Dropout {
+    keep: f32,
+    seed: u64,
+}
+
+impl Dropout {
+    /// The factor of every element: `f(i)` is `1/keep` or 0.
+    fn factors(self) -> impl Fn(usize) -> f32 {
+        let threshold = (self.keep as f64 * (1u64 << 32) as f64) as u64;
+        let kept = 1.0 / self.keep;
+        let salt = (self.seed ^ (self.seed >> 32)) as u32;
+        move |i| {
+            // murmur3's finaliser over the salted index.
+            let mut z = (i as u32).wrapping_mul(0x9E37_79B9) ^ salt;
+            z ^= z >> 16;
+            z = z.wrapping_mul(0x85EB_CA6B);
+            z ^= z >> 13;
+            z = z.wrapping_mul(0xC2B2_AE35);
+            z ^= z >> 16;
+            if (z as u64) < threshold {
+                kept
+            } else {
+                0.0
+            }
         }
     }
-    mask.truncate(n);
-    mask
-}
-
-fn cpu_tensor(s: &CpuStorage, l: &Layout) -> candle_core::Result<Tensor> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Tensor::from_slice(&data[a..b], l.shape(), &Device::Cpu),
-        None => candle_core::bail!("training ops expect contiguous f32 input"),
-    }
-}
-
-fn cpu_storage(t: &Tensor) -> candle_core::Result<(CpuStorage, Shape)> {
-    Ok((
-        CpuStorage::F32(t.flatten_all()?.to_vec1::<f32>()?),
-        t.shape().clone(),
-    ))
 }
 
 /// The contiguous f32 data of a CPU tensor's storage.
@@ -256,8 +258,7 @@ impl CustomOp1 for FrozenMatmul {
 struct LoraLinear {
     w: Tensor,
     scale: f32,
-    /// Keep probability and mask seed.
-    dropout: Option<(f32, u64)>,
+    dropout: Option<Dropout>,
 }
 
 impl LoraLinear {
@@ -265,12 +266,10 @@ impl LoraLinear {
     fn dropped<'a>(&self, x: &'a [f32]) -> Cow<'a, [f32]> {
         match self.dropout {
             None => Cow::Borrowed(x),
-            Some((keep, seed)) => Cow::Owned(
-                x.iter()
-                    .zip(dropout_mask(x.len(), keep, seed))
-                    .map(|(x, m)| x * m)
-                    .collect(),
-            ),
+            Some(d) => {
+                let f = d.factors();
+                Cow::Owned(x.iter().enumerate().map(|(i, x)| x * f(i)).collect())
+            }
         }
     }
 }
@@ -371,12 +370,12 @@ impl CustomOp3 for LoraLinear {
         matmul(&mut dx, (m, n, k), gv, Op::N, wv, Op::N, 1.0, false)?;
         match self.dropout {
             None => matmul(&mut dx, (m, r, k), &gb, Op::N, av, Op::N, s, true)?,
-            Some((keep, seed)) => {
+            Some(d) => {
                 let mut up = vec![0f32; m * k];
                 matmul(&mut up, (m, r, k), &gb, Op::N, av, Op::N, s, false)?;
-                let mask = dropout_mask(m * k, keep, seed);
-                for ((d, u), f) in dx.iter_mut().zip(&up).zip(&mask) {
-                    *d += u * f;
+                let f = d.factors();
+                for (i, (d, u)) in dx.iter_mut().zip(&up).enumerate() {
+                    *d += u * f(i);
                 }
             }
         }
@@ -389,10 +388,19 @@ impl CustomOp3 for LoraLinear {
     }
 }
 
-/// RMSNorm with a frozen weight.
+/// RMSNorm with a frozen weight, row by row on the slices (one pass each way; composed from
+/// candle ops, its backward pass alone would be eight passes over memory).
 struct RmsNormOp {
     w: Tensor,
     eps: f32,
+}
+
+impl RmsNormOp {
+    /// `1 / sqrt(mean(x²) + eps)` of one row.
+    fn inv_rms(&self, x: &[f32]) -> f32 {
+        let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32;
+        1.0 / (ms + self.eps).sqrt()
+    }
 }
 
 impl CustomOp1 for RmsNormOp {
@@ -401,31 +409,82 @@ impl CustomOp1 for RmsNormOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        cpu_storage(&candle_nn::ops::rms_norm(
-            &cpu_tensor(s, l)?,
-            &self.w,
-            self.eps,
-        )?)
+        let (_, k) = rows(l)?;
+        let x = f32_slice(s, l)?;
+        let (ws, wl) = self.w.storage_and_layout();
+        let w = f32_data(&ws, wl)?;
+        let mut y = vec![0f32; x.len()];
+        for (yr, xr) in y.chunks_exact_mut(k).zip(x.chunks_exact(k)) {
+            let r = self.inv_rms(xr);
+            for ((y, x), w) in yr.iter_mut().zip(xr).zip(w) {
+                *y = x * r * w;
+            }
+        }
+        Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     /// y = x·r·w with r = 1/sqrt(mean(x²)+eps): dx = r·(g w) − x·r³·mean(g w x).
     fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let r = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps as f64)?
-            .sqrt()?
-            .recip()?;
-        let gw = g.broadcast_mul(&self.w)?;
-        let dot = (&gw * x)?.mean_keepdim(D::Minus1)?;
-        let r3 = r.powf(3.0)?;
-        let dx = (gw.broadcast_mul(&r)? - x.broadcast_mul(&(dot * r3)?)?)?;
-        Ok(Some(dx))
+        let (x, g) = (x.contiguous()?, g.contiguous()?);
+        let k = x.dim(D::Minus1)?;
+        let (xs, xl) = x.storage_and_layout();
+        let (gs, gl) = g.storage_and_layout();
+        let (ws, wl) = self.w.storage_and_layout();
+        let (xv, gv, w) = (f32_data(&xs, xl)?, f32_data(&gs, gl)?, f32_data(&ws, wl)?);
+        let mut dx = vec![0f32; xv.len()];
+        for ((d, x), g) in dx
+            .chunks_exact_mut(k)
+            .zip(xv.chunks_exact(k))
+            .zip(gv.chunks_exact(k))
+        {
+            let r = self.inv_rms(x);
+            let dot = g
+                .iter()
+                .zip(w)
+                .zip(x)
+                .map(|((g, w), x)| g * w * x)
+                .sum::<f32>()
+                / k as f32;
+            let c = dot * r * r * r;
+            for (((d, g), w), x) in d.iter_mut().zip(g).zip(w).zip(x) {
+                *d = r * g * w - x * c;
+            }
+        }
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }
 
-/// Rotary embedding, rotate-halves layout. It is a rotation, so its gradient is the
-/// inverse rotation: the same kernel with `-sin`.
+/// Rotary embedding, rotate-halves layout, on `[.., t, d]` with `cos`/`sin` `[t, d/2]`. It
+/// is a rotation, so its gradient is the inverse rotation: the same loop with `-sin`.
 struct RopeOp {
     cos: Tensor,
     sin: Tensor,
+}
+
+impl RopeOp {
+    fn rotate(&self, x: &[f32], d: usize, sign: f32) -> candle_core::Result<Vec<f32>> {
+        let (cs, cl) = self.cos.storage_and_layout();
+        let (ss, sl) = self.sin.storage_and_layout();
+        let (cos, sin) = (f32_data(&cs, cl)?, f32_data(&ss, sl)?);
+        let half = d / 2;
+        let t = cos.len() / half.max(1);
+        if half == 0 || d % 2 != 0 || t == 0 || x.len() % (t * d) != 0 {
+            candle_core::bail!("rope: {} values for {t} positions of width {d}", x.len());
+        }
+        let mut y = vec![0f32; x.len()];
+        for (i, (yr, xr)) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)).enumerate() {
+            let p = (i % t) * half;
+            let (c, s) = (&cos[p..p + half], &sin[p..p + half]);
+            let (x1, x2) = xr.split_at(half);
+            let (y1, y2) = yr.split_at_mut(half);
+            for j in 0..half {
+                let sj = sign * s[j];
+                y1[j] = x1[j] * c[j] - x2[j] * sj;
+                y2[j] = x2[j] * c[j] + x1[j] * sj;
+            }
+        }
+        Ok(y)
+    }
 }
 
 impl CustomOp1 for RopeOp {
@@ -434,19 +493,17 @@ impl CustomOp1 for RopeOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        cpu_storage(&candle_nn::rotary_emb::rope(
-            &cpu_tensor(s, l)?,
-            &self.cos,
-            &self.sin,
-        )?)
+        let (_, d) = rows(l)?;
+        let y = self.rotate(f32_slice(s, l)?, d, 1.0)?;
+        Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
-    fn bwd(&self, _x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(candle_nn::rotary_emb::rope(
-            &g.contiguous()?,
-            &self.cos,
-            &self.sin.neg()?,
-        )?))
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let g = g.contiguous()?;
+        let d = g.dim(D::Minus1)?;
+        let (gs, gl) = g.storage_and_layout();
+        let dx = self.rotate(f32_data(&gs, gl)?, d, -1.0)?;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }
 
@@ -587,7 +644,7 @@ impl Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Var;
+    use candle_core::{Device, Var};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
@@ -603,7 +660,13 @@ mod tests {
         let (m, k, r, n) = (7, 24, 4, 10);
         let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
         let g = Tensor::randn(0f32, 1.0, (1, m, n), &dev).unwrap();
-        for dropout in [None, Some((0.75f32, 99u64))] {
+        for dropout in [
+            None,
+            Some(Dropout {
+                keep: 0.75,
+                seed: 99,
+            }),
+        ] {
             let x = Var::randn(0f32, 1.0, (1, m, k), &dev).unwrap();
             let a = Var::randn(0f32, 0.5, (r, k), &dev).unwrap();
             let b = Var::randn(0f32, 0.5, (n, r), &dev).unwrap();
@@ -616,9 +679,9 @@ mod tests {
 
             let xd = match dropout {
                 None => x.as_tensor().clone(),
-                Some((keep, seed)) => {
-                    let mask =
-                        Tensor::from_vec(dropout_mask(m * k, keep, seed), (1, m, k), &dev).unwrap();
+                Some(d) => {
+                    let mask: Vec<f32> = (0..m * k).map(d.factors()).collect();
+                    let mask = Tensor::from_vec(mask, (1, m, k), &dev).unwrap();
                     (x.as_tensor() * mask).unwrap()
                 }
             };
@@ -643,13 +706,21 @@ mod tests {
 
     #[test]
     fn dropout_masks_are_a_function_of_the_seed() {
-        let a = dropout_mask(1001, 0.9, 5);
-        assert_eq!(a, dropout_mask(1001, 0.9, 5));
-        assert_ne!(a, dropout_mask(1001, 0.9, 6));
+        let mask = |seed| -> Vec<f32> {
+            (0..10_000)
+                .map(Dropout { keep: 0.9, seed }.factors())
+                .collect()
+        };
+        let a = mask(5);
+        assert_eq!(a, mask(5));
+        let b = mask(6);
+        let both = a.iter().zip(&b).filter(|(x, y)| **x == 0.0 && **y == 0.0);
+        // Independent masks at p = 0.1 share about 1 % of their zeros.
+        assert!(both.count() < 200);
         let dropped = a.iter().filter(|&&f| f == 0.0).count();
         assert!(
-            (50..150).contains(&dropped),
-            "{dropped} of 1001 dropped at p = 0.1"
+            (850..1150).contains(&dropped),
+            "{dropped} of 10000 dropped at p = 0.1"
         );
         assert!(a.iter().all(|&f| f == 0.0 || (f - 1.0 / 0.9).abs() < 1e-6));
     }
