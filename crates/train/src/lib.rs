@@ -33,6 +33,7 @@ mod trainer;
 pub use error::{Result, TrainError};
 pub use lora::LoraParams;
 pub use trainer::{
-    install_ctrlc_handler, prepare, sequence_grads, sequence_loss, validation_loss, Event,
-    Prepared, Summary, TrainConfig, Trainer, BEST_DIR, CHECKPOINT_DIR, LAST_DIR, LOG_FILE, STOP,
+    block_activation_bytes, install_ctrlc_handler, prepare, recomputed_blocks, sequence_grads,
+    sequence_loss, validation_loss, Event, Prepared, Summary, TrainConfig, Trainer, BEST_DIR,
+    CHECKPOINT_DIR, DEFAULT_ACTIVATION_MEMORY_MB, LAST_DIR, LOG_FILE, STOP,
 };

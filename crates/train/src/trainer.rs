@@ -10,7 +10,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use opensoc_model::adapter::TargetModules;
 use opensoc_model::layers::TrainCtx;
-use opensoc_model::{AdapterConfig, Model};
+use opensoc_model::{AdapterConfig, LlamaConfig, Model};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Example, Record, Skipped};
@@ -60,11 +60,13 @@ pub struct TrainConfig {
     /// Data type of the saved adapter tensors.
     #[serde(with = "dtype_name")]
     pub save_dtype: DType,
-    /// Keep only each block's input during the forward pass and recompute the block in
-    /// the backward pass: a fraction of the memory for one more forward pass. The
-    /// gradients are the same either way, so a run may resume with the other setting.
+    /// Memory for the activations kept for the backward pass, in MiB; `None`: no limit.
+    /// Blocks whose activations do not fit keep only their input and are recomputed in
+    /// the backward pass (activation checkpointing), so a long sequence costs one more
+    /// forward pass through those blocks instead of memory. The gradients are the same
+    /// either way, so a run may resume with another budget.
     #[serde(default)]
-    pub checkpoint_activations: bool,
+    pub activation_memory_mb: Option<u64>,
     /// Start from this adapter's matrices instead of PEFT's initialisation (same rank
     /// and modules): a second stage on top of a finished run.
     #[serde(default)]
@@ -119,7 +121,7 @@ impl Default for TrainConfig {
             seed: 42,
             max_steps: None,
             save_every: 25,
-            checkpoint_activations: true,
+            activation_memory_mb: Some(DEFAULT_ACTIVATION_MEMORY_MB),
             init_adapter: None,
             fields_only: false,
             base_name: String::new(),
@@ -357,21 +359,46 @@ fn summed_nll(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     Ok(logp.gather(&labels.unsqueeze(1)?, 1)?.sum_all()?.neg()?)
 }
 
+/// Default [`TrainConfig::activation_memory_mb`]: with the f32 base (about 0.6 GB for the
+/// default model) and the optimizer, training stays within 4 GB.
+pub const DEFAULT_ACTIVATION_MEMORY_MB: u64 = 2048;
+
+/// Estimated bytes of the activations one block keeps for the backward pass over a
+/// sequence of `tokens`: per token, a few hidden-size and intermediate-size vectors (the
+/// fused training ops keep little else) and two rows of attention weights per head. A
+/// rough upper estimate, calibrated on peak RSS with the default model.
+pub fn block_activation_bytes(cfg: &LlamaConfig, tokens: usize) -> u64 {
+    let per_token = 10 * cfg.hidden_size + 5 * cfg.intermediate_size + 2 * cfg.num_heads * tokens;
+    (4 * tokens * per_token) as u64
+}
+
+/// How many of the lowest blocks to recompute rather than keep, so that the kept blocks
+/// fit `budget_mb` (`None`: keep them all).
+pub fn recomputed_blocks(cfg: &LlamaConfig, tokens: usize, budget_mb: Option<u64>) -> usize {
+    let Some(budget) = budget_mb else {
+        return 0;
+    };
+    let per_block = block_activation_bytes(cfg, tokens).max(1);
+    let kept = (budget * 1024 * 1024 / per_block) as usize;
+    cfg.num_layers.saturating_sub(kept)
+}
+
 /// The summed loss of one sequence and the gradient of `scale` times it for every LoRA
 /// variable (in `params.vars` order).
 ///
-/// With `checkpoint`, the forward pass keeps only the input of each block (and where the
-/// dropout stream was); the backward pass then runs block by block from the top,
-/// recomputing each block with the same dropout masks and back-propagating the incoming
-/// gradient `g` through it as the gradient of `sum(block(x) * g)`. Peak memory is then
-/// one block's activations instead of all of them.
+/// The lowest `recompute` blocks are checkpointed: the forward pass keeps only their
+/// inputs (and where the dropout stream was); after the backward pass through the upper
+/// blocks, it runs block by block down through them, recomputing each with the same
+/// dropout masks and back-propagating the incoming gradient `g` as the gradient of
+/// `sum(block(x) * g)`. Peak memory is then the upper blocks' activations and one
+/// recomputed block's.
 pub fn sequence_grads(
     model: &Model,
     params: &LoraParams,
     example: &Example,
     loss_on_prompt: bool,
     scale: f64,
-    checkpoint: bool,
+    recompute: usize,
     ctx: &TrainCtx,
 ) -> Result<(f64, Vec<Tensor>)> {
     let mut grads: Vec<Tensor> = params
@@ -387,7 +414,7 @@ pub fn sequence_grads(
         }
         Ok(())
     };
-    if !checkpoint {
+    if recompute == 0 {
         let (loss, _) = sequence_loss(model, example, loss_on_prompt, ctx)?;
         let value = loss.to_scalar::<f32>()? as f64;
         collect(&(loss * scale)?.backward()?)?;
@@ -397,30 +424,32 @@ pub fn sequence_grads(
     let llama = &model.llama;
     let (tokens, positions, labels, _) = sequence_tensors(example, loss_on_prompt)?;
 
-    // Forward: detaching each output drops the block's graph and its activations.
+    // Forward: detaching each checkpointed output drops the block's graph and activations.
     let layers = llama.config().num_layers;
-    let mut inputs = Vec::with_capacity(layers);
+    let recompute = recompute.min(layers);
+    let mut inputs = Vec::with_capacity(recompute);
     let mut xs = llama.embed_train(&tokens)?;
-    for i in 0..layers {
+    for i in 0..recompute {
         inputs.push((xs.clone(), ctx.rng_state()));
         xs = llama.block_train(i, &xs, ctx)?.detach();
     }
     let top = candle_core::Var::from_tensor(&xs)?;
-    let loss = summed_nll(
-        &llama.head_train(top.as_tensor(), &positions, ctx)?,
-        &labels,
-    )?;
+    let mut xs = top.as_tensor().clone();
+    for i in recompute..layers {
+        xs = llama.block_train(i, &xs, ctx)?;
+    }
+    let loss = summed_nll(&llama.head_train(&xs, &positions, ctx)?, &labels)?;
     let value = loss.to_scalar::<f32>()? as f64;
     let store = (loss * scale)?.backward()?;
     collect(&store)?;
     let mut g = store
         .get(top.as_tensor())
         .cloned()
-        .ok_or_else(|| candle_core::Error::Msg("no gradient reached the last block".into()))?;
+        .ok_or_else(|| candle_core::Error::Msg("no gradient reached the kept blocks".into()))?;
     drop(store);
 
-    // Backward, block by block from the top.
-    for i in (0..layers).rev() {
+    // Backward through the checkpointed blocks, one at a time from the top.
+    for i in (0..recompute).rev() {
         let (input, rng) = &inputs[i];
         let x = candle_core::Var::from_tensor(input)?;
         ctx.set_rng_state(*rng);
@@ -521,8 +550,8 @@ impl Trainer {
         theirs.max_steps = None;
         mine.save_every = 0;
         theirs.save_every = 0;
-        mine.checkpoint_activations = false;
-        theirs.checkpoint_activations = false;
+        mine.activation_memory_mb = None;
+        theirs.activation_memory_mb = None;
         if mine != theirs {
             return Err(bad(format!(
                 "it was made with different options: {theirs:?}"
@@ -636,7 +665,11 @@ impl Trainer {
                     example,
                     cfg.loss_on_prompt,
                     1.0 / scored.max(1) as f64,
-                    cfg.checkpoint_activations,
+                    recomputed_blocks(
+                        self.model.llama.config(),
+                        example.tokens.len(),
+                        cfg.activation_memory_mb,
+                    ),
                     &ctx,
                 )?;
                 loss_sum += loss;

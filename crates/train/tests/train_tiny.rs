@@ -12,7 +12,9 @@ use opensoc_model::layers::TrainCtx;
 use opensoc_model::{LoadOptions, Model, ModelSource};
 use opensoc_train::data::{self, Example, Record};
 use opensoc_train::optim::AdamW;
-use opensoc_train::{sequence_grads, sequence_loss, TrainConfig, Trainer};
+use opensoc_train::{
+    block_activation_bytes, recomputed_blocks, sequence_grads, sequence_loss, TrainConfig, Trainer,
+};
 
 fn tiny(dir: &Path, spec: Spec) -> Model {
     let d = dir.join("base");
@@ -135,7 +137,7 @@ fn checkpointed_gradients_equal_plain_ones() {
         randomize_b(&trainer);
         let e = example(&trainer.model, 3);
         // Dropout on: the recomputed blocks must replay the first pass's masks.
-        let run = |checkpoint: bool| {
+        let run = |recompute: usize| {
             let ctx = TrainCtx::new(0.3, 7);
             sequence_grads(
                 &trainer.model,
@@ -143,32 +145,55 @@ fn checkpointed_gradients_equal_plain_ones() {
                 &e,
                 false,
                 0.5,
-                checkpoint,
+                recompute,
                 &ctx,
             )
             .unwrap()
         };
-        let (plain_loss, plain) = run(false);
-        let (ckpt_loss, ckpt) = run(true);
-        assert!((plain_loss - ckpt_loss).abs() < 1e-5 * plain_loss.abs().max(1.0));
-        assert_eq!(plain.len(), trainer.params.vars.len());
-        for (i, (p, c)) in plain.iter().zip(&ckpt).enumerate() {
-            let p: Vec<f32> = p.flatten_all().unwrap().to_vec1().unwrap();
-            let c: Vec<f32> = c.flatten_all().unwrap().to_vec1().unwrap();
-            let scale = p.iter().fold(0f32, |m, x| m.max(x.abs()));
-            assert!(
-                scale > 0.0,
-                "{} has a zero gradient",
-                trainer.params.var_name(i)
-            );
-            let diff = max_abs_diff(&p, &c);
-            assert!(
-                diff <= 1e-5 * scale,
-                "{spec:?} {}: checkpointed gradient differs by {diff} (scale {scale})",
-                trainer.params.var_name(i)
-            );
+        let layers = trainer.model.llama.config().num_layers;
+        assert!(layers >= 2, "the test needs a kept and a recomputed block");
+        let (plain_loss, plain) = run(0);
+        // Every block recomputed, and only the lowest one.
+        for recompute in [layers, 1] {
+            let (ckpt_loss, ckpt) = run(recompute);
+            assert!((plain_loss - ckpt_loss).abs() < 1e-5 * plain_loss.abs().max(1.0));
+            assert_eq!(plain.len(), trainer.params.vars.len());
+            for (i, (p, c)) in plain.iter().zip(&ckpt).enumerate() {
+                let p: Vec<f32> = p.flatten_all().unwrap().to_vec1().unwrap();
+                let c: Vec<f32> = c.flatten_all().unwrap().to_vec1().unwrap();
+                let scale = p.iter().fold(0f32, |m, x| m.max(x.abs()));
+                assert!(
+                    scale > 0.0,
+                    "{} has a zero gradient",
+                    trainer.params.var_name(i)
+                );
+                let diff = max_abs_diff(&p, &c);
+                assert!(
+                    diff <= 1e-5 * scale,
+                    "{spec:?}, {recompute} recomputed: {} differs by {diff} (scale {scale})",
+                    trainer.params.var_name(i)
+                );
+            }
         }
     }
+}
+
+/// The memory budget decides how many blocks are recomputed: none without a budget or
+/// for a short sequence, all for a zero budget, more for a longer sequence.
+#[test]
+fn activation_budget_picks_the_recomputed_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(dir.path(), SPEC_GQA_TIED);
+    let cfg = model.llama.config();
+    let layers = cfg.num_layers;
+    assert_eq!(recomputed_blocks(cfg, 512, None), 0);
+    assert_eq!(recomputed_blocks(cfg, 512, Some(0)), layers);
+    assert_eq!(recomputed_blocks(cfg, 8, Some(1)), 0);
+    // A budget for exactly one block at 512 tokens keeps one block.
+    let one = block_activation_bytes(cfg, 512).div_ceil(1024 * 1024);
+    assert_eq!(recomputed_blocks(cfg, 512, Some(one)), layers - 1);
+    assert!(recomputed_blocks(cfg, 4096, Some(one)) == layers);
+    assert!(block_activation_bytes(cfg, 1024) > 2 * block_activation_bytes(cfg, 512));
 }
 
 #[test]

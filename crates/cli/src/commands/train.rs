@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::DType;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use opensoc_model::{fetch, LoadOptions, Model, ModelSource, WeightFormat};
-use opensoc_train::{data, prepare, Event, TrainConfig, Trainer};
+use opensoc_train::{data, prepare, Event, TrainConfig, Trainer, DEFAULT_ACTIVATION_MEMORY_MB};
 
 use crate::Outcome;
 
@@ -98,10 +98,14 @@ pub struct Args {
     /// Save the adapter tensors in f32 instead of f16.
     #[arg(long)]
     save_f32: bool,
-    /// Keep every activation for the backward pass instead of recomputing each block:
-    /// somewhat faster, several times the memory (about 5 GB at 512 tokens for the
-    /// default model).
-    #[arg(long)]
+    /// Memory for the activations kept for the backward pass, in MiB. Blocks beyond it
+    /// are recomputed in the backward pass (slower, same gradients); 0 recomputes every
+    /// block (least memory).
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_ACTIVATION_MEMORY_MB)]
+    activation_memory: u64,
+    /// Keep every activation, whatever the memory (fastest; about 2.5 GB of activations
+    /// at 512 tokens for the default model).
+    #[arg(long, conflicts_with = "activation_memory")]
     no_checkpointing: bool,
     /// Start from this adapter (same rank and modules) instead of a fresh one.
     #[arg(long, value_name = "DIR")]
@@ -166,7 +170,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         } else {
             DType::F16
         },
-        checkpoint_activations: !args.no_checkpointing,
+        activation_memory_mb: (!args.no_checkpointing).then_some(args.activation_memory),
         init_adapter: args.init_adapter,
         fields_only: args.fields_only,
     };
