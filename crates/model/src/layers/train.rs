@@ -468,7 +468,7 @@ impl RopeOp {
         let (cos, sin) = (f32_data(&cs, cl)?, f32_data(&ss, sl)?);
         let half = d / 2;
         let t = cos.len() / half.max(1);
-        if half == 0 || d % 2 != 0 || t == 0 || x.len() % (t * d) != 0 {
+        if half == 0 || !d.is_multiple_of(2) || t == 0 || !x.len().is_multiple_of(t * d) {
             candle_core::bail!("rope: {} values for {t} positions of width {d}", x.len());
         }
         let mut y = vec![0f32; x.len()];
