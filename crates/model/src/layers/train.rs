@@ -44,7 +44,7 @@ impl TrainCtx {
     }
 
     /// The dropout of the next LoRA input; `None` without dropout.
-    fn dropout_seed(&self) -> Option<Dropout> {
+    fn next_dropout(&self) -> Option<Dropout> {
         if self.dropout <= 0.0 {
             return None;
         }
@@ -58,7 +58,7 @@ impl TrainCtx {
     }
 }
 
-/// splitmix64: fast, seedable and good enough for dropout masks.
+/// splitmix64: the stream of dropout-mask seeds.
 fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
@@ -634,7 +634,7 @@ impl Linear {
                 LoraLinear {
                     w,
                     scale: lora.scale as f32,
-                    dropout: ctx.dropout_seed(),
+                    dropout: ctx.next_dropout(),
                 },
             )?,
         })
