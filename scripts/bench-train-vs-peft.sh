@@ -104,7 +104,8 @@ echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $TH
 results="$WORK/results.jsonl"
 : > "$results"
 for round in $(seq "$ROUNDS"); do
-    r=$(OMP_NUM_THREADS=$THREADS "$WORK/venv/bin/python" "$WORK/peft_step.py" "$MODEL" "$DATA" "$STEPS" "$THREADS" 2>/dev/null | tail -n1)
+    r=$(OMP_NUM_THREADS=$THREADS "$WORK/venv/bin/python" "$WORK/peft_step.py" "$MODEL" "$DATA" \
+        "$STEPS" "$THREADS" 2>"$WORK/peft.err" | tail -n1) || { cat "$WORK/peft.err" >&2; exit 1; }
     echo "{\"run\":\"peft\",\"round\":$round,\"r\":$r}" | tee -a "$results"
     r=$(ours default)
     echo "{\"run\":\"opensoc default\",\"round\":$round,\"r\":$r}" | tee -a "$results"
