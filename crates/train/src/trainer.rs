@@ -369,7 +369,8 @@ pub const DEFAULT_ACTIVATION_MEMORY_MB: u64 = 2048;
 /// rough upper estimate, calibrated on peak RSS with the default model.
 pub fn block_activation_bytes(cfg: &LlamaConfig, tokens: usize) -> u64 {
     let per_token = 10 * cfg.hidden_size + 5 * cfg.intermediate_size + 2 * cfg.num_heads * tokens;
-    (4 * tokens * per_token) as u64
+    4u64.saturating_mul(tokens as u64)
+        .saturating_mul(per_token as u64)
 }
 
 /// How many of the lowest blocks to recompute rather than keep, so that the kept blocks
@@ -379,8 +380,9 @@ pub fn recomputed_blocks(cfg: &LlamaConfig, tokens: usize, budget_mb: Option<u64
         return 0;
     };
     let per_block = block_activation_bytes(cfg, tokens).max(1);
-    let kept = (budget * 1024 * 1024 / per_block) as usize;
-    cfg.num_layers.saturating_sub(kept)
+    let kept = budget.saturating_mul(1024 * 1024) / per_block;
+    cfg.num_layers
+        .saturating_sub(usize::try_from(kept).unwrap_or(usize::MAX))
 }
 
 /// The summed loss of one sequence and the gradient of `scale` times it for every LoRA

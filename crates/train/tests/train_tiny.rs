@@ -189,6 +189,7 @@ fn activation_budget_picks_the_recomputed_blocks() {
     assert_eq!(recomputed_blocks(cfg, 512, None), 0);
     assert_eq!(recomputed_blocks(cfg, 512, Some(0)), layers);
     assert_eq!(recomputed_blocks(cfg, 8, Some(1)), 0);
+    assert_eq!(recomputed_blocks(cfg, 512, Some(u64::MAX)), 0);
     // A budget for exactly one block at 512 tokens keeps one block.
     let one = block_activation_bytes(cfg, 512).div_ceil(1024 * 1024);
     assert_eq!(recomputed_blocks(cfg, 512, Some(one)), layers - 1);
