@@ -206,46 +206,61 @@ struct FrozenMatmul {
     w: Tensor,
 }
 
-impl CustomOp1 for FrozenMatmul {
-    fn name(&self) -> &'static str {
-        "frozen-matmul"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (m, k) = rows(l)?;
-        let (n, _) = self.w.dims2()?;
+impl FrozenMatmul {
+    /// `x Wᵀ` for `m` rows of `x`.
+    fn product(&self, x: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
+        let (n, k) = self.w.dims2()?;
         let (ws, wl) = self.w.storage_and_layout();
         let mut y = vec![0f32; m * n];
         matmul(
             &mut y,
             (m, k, n),
-            f32_slice(s, l)?,
+            x,
             Op::N,
             f32_data(&ws, wl)?,
             Op::T,
             1.0,
             false,
         )?;
-        Ok((CpuStorage::F32(y), with_last_dim(l.shape(), n)))
+        Ok(y)
     }
 
-    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    /// `g W`, the input gradient, for `m` rows of `g`.
+    fn input_grad(&self, g: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
         let (n, k) = self.w.dims2()?;
-        let g = g.contiguous()?;
-        let m = g.elem_count() / n.max(1);
-        let (gs, gl) = g.storage_and_layout();
         let (ws, wl) = self.w.storage_and_layout();
         let mut dx = vec![0f32; m * k];
         matmul(
             &mut dx,
             (m, n, k),
-            f32_data(&gs, gl)?,
+            g,
             Op::N,
             f32_data(&ws, wl)?,
             Op::N,
             1.0,
             false,
         )?;
+        Ok(dx)
+    }
+}
+
+impl CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, _) = rows(l)?;
+        let y = self.product(f32_slice(s, l)?, m)?;
+        let n = self.w.dim(0)?;
+        Ok((CpuStorage::F32(y), with_last_dim(l.shape(), n)))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let g = g.contiguous()?;
+        let m = g.elem_count() / self.w.dim(0)?.max(1);
+        let (gs, gl) = g.storage_and_layout();
+        let dx = self.input_grad(f32_data(&gs, gl)?, m)?;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }
@@ -256,7 +271,7 @@ impl CustomOp1 for FrozenMatmul {
 /// pass and make as many passes over memory; here it is three products into one buffer,
 /// and the mask is regenerated from its seed when the gradients need it.
 struct LoraLinear {
-    w: Tensor,
+    base: FrozenMatmul,
     scale: f32,
     dropout: Option<Dropout>,
 }
@@ -291,18 +306,7 @@ impl CustomOp3 for LoraLinear {
         let (m, k) = rows(xl)?;
         let (r, n) = (al.shape().dims2()?.0, bl.shape().dims2()?.0);
         let x = f32_slice(xs, xl)?;
-        let (ws, wl) = self.w.storage_and_layout();
-        let mut y = vec![0f32; m * n];
-        matmul(
-            &mut y,
-            (m, k, n),
-            x,
-            Op::N,
-            f32_data(&ws, wl)?,
-            Op::T,
-            1.0,
-            false,
-        )?;
+        let mut y = self.base.product(x, m)?;
         let mut low = vec![0f32; m * r];
         let a = f32_slice(a_s, al)?;
         matmul(
@@ -351,9 +355,8 @@ impl CustomOp3 for LoraLinear {
         let (as_, al) = a.storage_and_layout();
         let (bs, bl) = b.storage_and_layout();
         let (gs, gl) = g.storage_and_layout();
-        let (ws, wl) = self.w.storage_and_layout();
         let (xv, av, bv) = (f32_data(&xs, xl)?, f32_data(&as_, al)?, f32_data(&bs, bl)?);
-        let (gv, wv) = (f32_data(&gs, gl)?, f32_data(&ws, wl)?);
+        let gv = f32_data(&gs, gl)?;
         let s = self.scale;
         let xd = self.dropped(xv);
 
@@ -366,8 +369,7 @@ impl CustomOp3 for LoraLinear {
         let mut db = vec![0f32; n * r];
         matmul(&mut db, (n, m, r), gv, Op::T, &low, Op::N, s, false)?;
 
-        let mut dx = vec![0f32; m * k];
-        matmul(&mut dx, (m, n, k), gv, Op::N, wv, Op::N, 1.0, false)?;
+        let mut dx = self.base.input_grad(gv, m)?;
         match self.dropout {
             None => matmul(&mut dx, (m, r, k), &gb, Op::N, av, Op::N, s, true)?,
             Some(d) => {
@@ -632,7 +634,7 @@ impl Linear {
                 &lora.a,
                 &lora.b,
                 LoraLinear {
-                    w,
+                    base: FrozenMatmul { w },
                     scale: lora.scale as f32,
                     dropout: ctx.next_dropout(),
                 },
@@ -671,7 +673,7 @@ mod tests {
             let a = Var::randn(0f32, 0.5, (r, k), &dev).unwrap();
             let b = Var::randn(0f32, 0.5, (n, r), &dev).unwrap();
             let op = LoraLinear {
-                w: w.clone(),
+                base: FrozenMatmul { w: w.clone() },
                 scale: 1.5,
                 dropout,
             };
