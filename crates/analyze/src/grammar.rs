@@ -1,7 +1,8 @@
 //! Grammar-constrained decoding of the verdict: fields in a fixed order, each structured
 //! value chosen at the token level among valid strings (taxonomy threat types, ATT&CK
 //! techniques that exist and are not revoked, that technique's tactics, the four
-//! severities, integers 0-100), free-text fields bounded. A run of tokens with only one
+//! severities, integers 0-100), free-text fields bounded. By default the technique is the
+//! one the taxonomy assigns the chosen threat type, so the two never contradict. A run of tokens with only one
 //! possible continuation is appended in a single forward pass.
 
 use std::collections::{BTreeMap, HashSet};
@@ -100,6 +101,11 @@ pub struct Grammar {
     eos: Vec<u32>,
     /// Beam width of the technique line; 1 is greedy (see [`Decoder::choose_beam`]).
     technique_beam: usize,
+    /// Per threat type (by value index): the technique line the taxonomy assigns it, as
+    /// line tokens and an index into `technique_values`.
+    type_techniques: Vec<Option<(Vec<u32>, usize)>>,
+    /// Write the type's technique instead of letting the model choose one.
+    technique_follows_type: bool,
 }
 
 /// Placeholder the training data uses where no technique applies (benign traffic).
@@ -165,6 +171,29 @@ impl Grammar {
                 tactics,
             });
         }
+        // The technique each fine type stands for, where the taxonomy names one that the
+        // catalog has (the N/A placeholder is the first line).
+        let mut type_techniques = Vec::with_capacity(threat_types.len());
+        for name in &threat_types {
+            let fine = taxonomy.fine_types().iter().find(|f| &f.name == name);
+            let value = fine.and_then(|f| {
+                let label = f.technique.as_deref()?;
+                if label.trim_start().starts_with(NOT_APPLICABLE) {
+                    return Some(0);
+                }
+                let id = f.technique_id()?.to_string();
+                technique_values
+                    .iter()
+                    .position(|v| v.id.as_deref() == Some(id.as_str()))
+            });
+            type_techniques.push(match value {
+                Some(i) => Some((
+                    line_tokens(model, &format!("MITRE_TECHNIQUE: {}\n", technique_lines[i]))?,
+                    i,
+                )),
+                None => None,
+            });
+        }
         let mut tactics = BTreeMap::new();
         for v in &technique_values {
             if !tactics.contains_key(&v.tactics) {
@@ -208,7 +237,18 @@ impl Grammar {
             newline: line_tokens(model, "\n")?,
             eos: model.tokenizer.eos_ids().to_vec(),
             technique_beam: 1,
+            type_techniques,
+            technique_follows_type: true,
         })
+    }
+
+    /// Whether the technique line follows the chosen threat type (the default): a type
+    /// that the taxonomy maps to a technique gets that technique, and the model chooses
+    /// among all techniques only for the other types. `false` lets the model choose the
+    /// technique for every type.
+    pub fn with_technique_following_type(mut self, follow: bool) -> Grammar {
+        self.technique_follows_type = follow;
+        self
     }
 
     /// Chooses the technique line by a beam search of this width over whole lines (ID
@@ -584,9 +624,18 @@ pub(crate) fn decode_via(
     let (t, p) = d.choose(&grammar.threat_type)?;
     conf.threat_type = p;
     let threat_type = grammar.threat_type.values[t].clone();
+    let implied = grammar
+        .type_techniques
+        .get(t)
+        .and_then(Option::as_ref)
+        .filter(|_| grammar.technique_follows_type);
     // A beam of one makes the greedy choice but would report certainty (one complete
     // line); the greedy walk gives the branch probabilities.
-    let (t, p) = if grammar.technique_beam > 1 {
+    let (t, p) = if let Some((line, value)) = implied {
+        // As certain as the type it follows.
+        d.push(line);
+        (*value, conf.threat_type)
+    } else if grammar.technique_beam > 1 {
         d.choose_beam(&grammar.technique, grammar.technique_beam)?
     } else {
         d.choose(&grammar.technique)?

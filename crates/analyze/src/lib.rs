@@ -39,6 +39,9 @@ pub struct AnalyzerConfig {
     pub min_confidence: Option<f32>,
     /// Under the grammar: beam width of the technique line (1: greedy, token by token).
     pub technique_beam: usize,
+    /// Under the grammar: the technique is the one the taxonomy assigns the chosen threat
+    /// type, where it assigns one; `false` lets the model choose it for every type.
+    pub technique_follows_type: bool,
 }
 
 impl Default for AnalyzerConfig {
@@ -51,6 +54,7 @@ impl Default for AnalyzerConfig {
             narrative: Some(NarrativeLimits::default()),
             min_confidence: None,
             technique_beam: 1,
+            technique_follows_type: true,
         }
     }
 }
@@ -80,7 +84,8 @@ impl Analyzer {
         let grammar = if config.constrained {
             Some(
                 Grammar::new(&model, taxonomy, Catalog::enterprise())?
-                    .with_technique_beam(config.technique_beam),
+                    .with_technique_beam(config.technique_beam)
+                    .with_technique_following_type(config.technique_follows_type),
             )
         } else {
             None

@@ -96,6 +96,65 @@ fn random_models_only_write_grammatical_verdicts() {
     }
 }
 
+/// By default the technique is the one the taxonomy assigns the chosen threat type;
+/// with following turned off, the model chooses it (and a random model rarely agrees).
+#[test]
+fn technique_follows_the_chosen_threat_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let taxonomy = Taxonomy::builtin();
+    let catalog = Catalog::enterprise();
+    let (mut checked, mut free_disagreed) = (0, 0);
+    for seed in 20..28 {
+        let model = tiny(seed, dir.path());
+        let prompt = model
+            .tokenizer
+            .encode_prompt(&format!("### Input:\nevent {seed}\n\n### Response:\n"))
+            .unwrap();
+        let run = |follow: bool| {
+            let grammar = Grammar::new(&model, taxonomy, catalog)
+                .unwrap()
+                .with_technique_following_type(follow);
+            decode(
+                &model,
+                &grammar,
+                model.llama.new_cache(),
+                &prompt,
+                None,
+                false,
+            )
+            .unwrap()
+        };
+        let implied = |a: &opensoc_verdict::Answer| {
+            let tt = a.threat_type.as_deref().unwrap();
+            let fine = taxonomy.fine_types().iter().find(|f| f.name == tt)?;
+            fine.technique.as_ref()?;
+            Some(fine.technique_id().map(|id| id.to_string()))
+        };
+
+        let followed = run(true);
+        let a = &followed.answer;
+        if let Some(expected) = implied(a) {
+            assert_eq!(a.technique_id, expected, "seed {seed}: {}", followed.text);
+            assert_eq!(
+                followed.confidence.technique,
+                followed.confidence.threat_type
+            );
+            checked += 1;
+        }
+
+        let free = run(false);
+        assert_eq!(
+            free.answer.threat_type, a.threat_type,
+            "the type comes first"
+        );
+        if implied(&free.answer).is_some_and(|t| t != free.answer.technique_id) {
+            free_disagreed += 1;
+        }
+    }
+    assert!(checked > 0, "no seed chose a type with a technique");
+    assert!(free_disagreed > 0, "following the type changed nothing");
+}
+
 #[test]
 fn forced_token_fast_path_matches_token_by_token() {
     let dir = tempfile::tempdir().unwrap();

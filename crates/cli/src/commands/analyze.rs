@@ -55,6 +55,10 @@ pub struct Args {
     /// adapter on its validation split (docs/EVALUATION.md).
     #[arg(long, default_value_t = 1, value_name = "N")]
     technique_beam: usize,
+    /// Let the model choose the ATT&CK technique among all techniques, instead of writing
+    /// the technique the taxonomy assigns the threat type it chose (docs/EVALUATION.md).
+    #[arg(long)]
+    free_technique: bool,
     /// Generate freely and parse the text (the paper's way) instead of decoding under the
     /// verdict grammar, which always yields valid fields.
     #[arg(long)]
@@ -128,6 +132,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             max_input_tokens: args.max_input_tokens,
             constrained: !args.unconstrained,
             technique_beam: args.technique_beam,
+            technique_follows_type: !args.free_technique,
             narrative: (!args.no_narrative).then(NarrativeLimits::default),
             min_confidence: args.min_confidence,
             ..AnalyzerConfig::default()

@@ -34,6 +34,10 @@ pub struct Args {
     /// adapter on its validation split (docs/EVALUATION.md).
     #[arg(long, default_value_t = 1, value_name = "N")]
     technique_beam: usize,
+    /// Let the model choose the ATT&CK technique among all techniques, instead of writing
+    /// the technique the taxonomy assigns the threat type it chose (docs/EVALUATION.md).
+    #[arg(long)]
+    free_technique: bool,
     /// Generate freely and parse the text, as the paper does, instead of the grammar.
     #[arg(long)]
     unconstrained: bool,
@@ -79,6 +83,7 @@ fn run_system(
         AnalyzerConfig {
             constrained: !args.unconstrained,
             technique_beam: args.technique_beam,
+            technique_follows_type: !args.free_technique,
             narrative: args.narrative.then(NarrativeLimits::default),
             ..AnalyzerConfig::default()
         },
