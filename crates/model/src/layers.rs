@@ -98,8 +98,13 @@ pub enum Kernels {
     /// for one sequence.
     ByRows,
     /// The dense copy for every pass, whatever its size. A sequence in a batched pass then
-    /// gets the same numbers whatever else is in the batch.
+    /// gets the same numbers whatever else is in the batch ([`crate::Llama::forward_batch`]
+    /// runs it as [`Kernels::Split`]).
     Dense,
+    /// The dense copy (or the stored weight where it is f32), the first this many rows by
+    /// the few-rows product (decode steps: no weight packing), the others by gemm.
+    /// A row's numbers depend only on which of the two it is in.
+    Split(usize),
 }
 
 /// From this many rows (tokens) on, a layer with a dense copy multiplies in f32: batched
@@ -215,9 +220,15 @@ impl Linear {
         let dense = match kernels {
             Kernels::ByRows => rows >= DENSE_MIN_ROWS,
             Kernels::Dense => true,
+            Kernels::Split(_) => false,
         };
-        let ys = match &self.dense {
-            Some(w) if dense => xs.broadcast_matmul(&w.t()?)?,
+        let f32_weight = match &self.weight {
+            QMatMul::Tensor(w) if w.dtype() == DType::F32 => Some(w),
+            _ => self.dense.as_ref(),
+        };
+        let ys = match (&self.dense, kernels, f32_weight) {
+            (_, Kernels::Split(few), Some(w)) => split_product(xs, w, few)?,
+            (Some(w), _, _) if dense => xs.broadcast_matmul(&w.t()?)?,
             _ => self.weight.forward(xs)?,
         };
         match &self.lora {
@@ -231,6 +242,34 @@ impl Linear {
     }
 }
 
+/// `xs Wᵀ` with the first `few` rows of `xs` (`[..., k]`, rows in flattened order) by the
+/// few-rows product and the others by gemm.
+fn split_product(xs: &Tensor, w: &Tensor, few: usize) -> Result<Tensor> {
+    let (n, k) = w.dims2()?;
+    let rows = xs.elem_count() / k.max(1);
+    let few = few.min(rows);
+    if few == 0 {
+        return Ok(xs.broadcast_matmul(&w.t()?)?);
+    }
+    let flat = xs.reshape((rows, k))?;
+    let x = flat.narrow(0, 0, few)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut y = vec![0f32; few * n];
+    {
+        let (ws, wl) = w.storage_and_layout();
+        few_rows::matmul(&x, train::f32_data(&ws, wl)?, &mut y, few, n, k);
+    }
+    let mut ys = Tensor::from_vec(y, (few, n), xs.device())?;
+    if few < rows {
+        let rest = flat.narrow(0, few, rows - few)?.matmul(&w.t()?)?;
+        ys = Tensor::cat(&[ys, rest], 0)?;
+    }
+    let mut dims = xs.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = n;
+    }
+    Ok(ys.reshape(dims)?)
+}
+
 /// Numerically stable softmax over the last dimension, in f32.
 pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::softmax_last_dim(&xs.to_dtype(DType::F32)?)?)
@@ -241,6 +280,7 @@ pub fn argmax(logits: &Tensor) -> Result<u32> {
     Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?)
 }
 
+mod few_rows;
 mod train;
 
 pub use train::{causal_softmax_train, TrainCtx};

@@ -8,6 +8,7 @@ use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::layers::{
     causal_softmax_train, softmax_last_dim, Kernels, Linear, RmsNorm, Rotary, TrainCtx,
+    DENSE_MIN_ROWS,
 };
 use crate::weights::Weights;
 
@@ -356,9 +357,19 @@ impl Llama {
         items: &mut [BatchItem<'_>],
         kernels: Kernels,
     ) -> Result<Vec<Tensor>> {
+        // With the dense weights, the items of few new tokens (decode steps) go first, so
+        // that their rows form one block for the few-rows product; the order is stable and
+        // the outputs are put back in the items' order.
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        let few_tokens = |t: usize| t < DENSE_MIN_ROWS;
+        if kernels == Kernels::Dense {
+            order.sort_by_key(|&i| !few_tokens(items[i].tokens.len()));
+        }
         let mut spans = Vec::with_capacity(items.len());
         let mut tokens = Vec::new();
-        for item in items.iter() {
+        let (mut few_rows, mut few_head_rows) = (0, 0);
+        for &i in &order {
+            let item = &items[i];
             let (offset, t) = (item.cache.len, item.tokens.len());
             if t == 0 {
                 return Err(ModelError::InvalidInput(
@@ -378,7 +389,15 @@ impl Llama {
             }
             spans.push((tokens.len(), t));
             tokens.extend_from_slice(item.tokens);
+            if few_tokens(t) {
+                few_rows += t;
+                few_head_rows += if item.all_positions { t } else { 1 };
+            }
         }
+        let (kernels, head_kernels) = match kernels {
+            Kernels::Dense => (Kernels::Split(few_rows), Kernels::Split(few_head_rows)),
+            other => (other, other),
+        };
         let n = tokens.len();
         let ids = Tensor::from_vec(tokens, n, &Device::Cpu)?;
         let mut xs =
@@ -392,7 +411,8 @@ impl Llama {
             let k = attn.k_proj.forward_with(&h, kernels)?;
             let v = attn.v_proj.forward_with(&h, kernels)?;
             let mut outs = Vec::with_capacity(items.len());
-            for (item, &(start, t)) in items.iter_mut().zip(&spans) {
+            for (&i, &(start, t)) in order.iter().zip(&spans) {
+                let item = &mut items[i];
                 let rows = |x: &Tensor| x.narrow(1, start, t);
                 outs.push(attn.attend(
                     &rows(&q)?,
@@ -414,12 +434,13 @@ impl Llama {
                 .forward(&block.post_attention_layernorm.forward(&h)?, kernels)?;
             xs = (m + h)?;
         }
-        for (item, &(_, t)) in items.iter_mut().zip(&spans) {
-            item.cache.len += t;
+        for (&i, &(_, t)) in order.iter().zip(&spans) {
+            items[i].cache.len += t;
         }
         // The head only on the rows whose logits are wanted.
         let mut picked = Vec::new();
-        for (item, &(start, t)) in items.iter().zip(&spans) {
+        for (&i, &(start, t)) in order.iter().zip(&spans) {
+            let item = &items[i];
             let first = if item.all_positions {
                 start
             } else {
@@ -432,20 +453,20 @@ impl Llama {
         let hidden = xs.squeeze(0)?.index_select(&picked, 0)?.unsqueeze(0)?;
         let logits = self
             .lm_head
-            .forward_with(&self.norm.forward(&hidden)?, kernels)?
+            .forward_with(&self.norm.forward(&hidden)?, head_kernels)?
             .squeeze(0)?;
-        let mut out = Vec::with_capacity(items.len());
+        let mut out = vec![None; items.len()];
         let mut row = 0;
-        for (item, &(_, t)) in items.iter().zip(&spans) {
-            if item.all_positions {
-                out.push(logits.narrow(0, row, t)?);
+        for (&i, &(_, t)) in order.iter().zip(&spans) {
+            if items[i].all_positions {
+                out[i] = Some(logits.narrow(0, row, t)?);
                 row += t;
             } else {
-                out.push(logits.get(row)?);
+                out[i] = Some(logits.get(row)?);
                 row += 1;
             }
         }
-        Ok(out)
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// Training forward pass: differentiable with respect to LoRA `Var`s, base weights

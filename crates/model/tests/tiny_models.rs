@@ -231,6 +231,74 @@ fn batched_forward_equals_one_sequence_at_a_time() {
     }
 }
 
+/// With the dense weights (the batched analysis path), a sequence's logits are the same
+/// bits whatever else is in the pass and wherever it sits: decode steps go through the
+/// few-rows product and prompts through gemm, each row on its own.
+#[test]
+fn dense_batches_give_each_sequence_the_bits_it_gets_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = random_weights(SPEC_GQA_TIED, 8);
+    let path = dir.path().join("tiny.gguf");
+    write_gguf(&path, SPEC_GQA_TIED, &w, GgmlDType::F32, "llama");
+    for format in [WeightFormat::F32, WeightFormat::Mixed] {
+        let model = Model::load(
+            &ModelSource::Gguf(path.clone()),
+            LoadOptions {
+                weight_format: format,
+            },
+        )
+        .unwrap();
+        let llama = &model.llama;
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            v.into_iter().map(f32::to_bits).collect()
+        };
+        // A prompt (9 tokens), a one-token step and a three-token step (all positions).
+        let steps: [(&[u32], bool, usize); 3] = [
+            (&PROMPT[..], false, 0),
+            (&PROMPT[5..6], false, 5),
+            (&PROMPT[2..5], true, 2),
+        ];
+        let history = |n: usize| {
+            let mut cache = llama.new_cache();
+            if n > 0 {
+                llama
+                    .forward_one(&PROMPT[..n], &mut cache, false, Kernels::Dense)
+                    .unwrap();
+            }
+            cache
+        };
+        let alone: Vec<Vec<u32>> = steps
+            .iter()
+            .map(|&(tokens, all, n)| {
+                let mut cache = history(n);
+                bits(
+                    &llama
+                        .forward_one(tokens, &mut cache, all, Kernels::Dense)
+                        .unwrap(),
+                )
+            })
+            .collect();
+        // Every order of the three in one pass.
+        for order in [[0, 1, 2], [2, 0, 1], [1, 2, 0]] {
+            let mut caches: Vec<KvCache> = order.iter().map(|&i| history(steps[i].2)).collect();
+            let mut items: Vec<BatchItem> = order
+                .iter()
+                .zip(caches.iter_mut())
+                .map(|(&i, cache)| BatchItem {
+                    tokens: steps[i].0,
+                    cache,
+                    all_positions: steps[i].1,
+                })
+                .collect();
+            let got = llama.forward_batch(&mut items, Kernels::Dense).unwrap();
+            for (g, &i) in got.iter().zip(&order) {
+                assert_eq!(bits(g), alone[i], "{format:?} order {order:?} item {i}");
+            }
+        }
+    }
+}
+
 #[test]
 fn lora_with_zero_b_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();

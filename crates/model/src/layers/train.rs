@@ -100,7 +100,7 @@ impl Dropout {
 }
 
 /// The contiguous f32 data of a CPU tensor's storage.
-fn f32_data<'a>(s: &'a Storage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+pub(super) fn f32_data<'a>(s: &'a Storage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     match s {
         Storage::Cpu(c) => f32_slice(c, l),
         _ => candle_core::bail!("training ops run on the CPU"),
