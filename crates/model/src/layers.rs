@@ -248,7 +248,8 @@ fn split_product(xs: &Tensor, w: &Tensor, few: usize) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
     let rows = xs.elem_count() / k.max(1);
     let few = few.min(rows);
-    if few == 0 {
+    // The product reads the weight's slice in place; any other layout takes gemm.
+    if few == 0 || !w.is_contiguous() {
         return Ok(xs.broadcast_matmul(&w.t()?)?);
     }
     let flat = xs.reshape((rows, k))?;
