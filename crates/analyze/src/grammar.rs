@@ -175,8 +175,7 @@ impl Grammar {
         // catalog has (the N/A placeholder is the first line).
         let mut type_techniques = Vec::with_capacity(threat_types.len());
         for name in &threat_types {
-            let fine = taxonomy.fine_types().iter().find(|f| &f.name == name);
-            let value = fine.and_then(|f| {
+            let value = taxonomy.fine_type(name).and_then(|f| {
                 let label = f.technique.as_deref()?;
                 if label.trim_start().starts_with(NOT_APPLICABLE) {
                     return Some(0);

@@ -126,7 +126,7 @@ fn technique_follows_the_chosen_threat_type() {
         };
         let implied = |a: &opensoc_verdict::Answer| {
             let tt = a.threat_type.as_deref().unwrap();
-            let fine = taxonomy.fine_types().iter().find(|f| f.name == tt)?;
+            let fine = taxonomy.fine_type(tt)?;
             fine.technique.as_ref()?;
             Some(fine.technique_id().map(|id| id.to_string()))
         };

@@ -25,10 +25,15 @@ fn gguf(dir: &std::path::Path, spec: Spec, dtype: GgmlDType) -> Model {
     let w = random_weights(spec, 7);
     let path = dir.join("tiny.gguf");
     write_gguf(&path, spec, &w, dtype, "llama");
+    load_as(&path, WeightFormat::AsStored)
+}
+
+/// The GGUF file at `path` with its weights held in `format`.
+fn load_as(path: &std::path::Path, format: WeightFormat) -> Model {
     Model::load(
-        &ModelSource::Gguf(path),
+        &ModelSource::Gguf(path.to_path_buf()),
         LoadOptions {
-            weight_format: WeightFormat::AsStored,
+            weight_format: format,
         },
     )
     .unwrap()
@@ -156,13 +161,7 @@ fn batched_forward_equals_one_sequence_at_a_time() {
     let path = dir.path().join("tiny.gguf");
     write_gguf(&path, SPEC_GQA_TIED, &w, GgmlDType::F32, "llama");
     for format in [WeightFormat::F32, WeightFormat::Q8_0, WeightFormat::Mixed] {
-        let model = Model::load(
-            &ModelSource::Gguf(path.clone()),
-            LoadOptions {
-                weight_format: format,
-            },
-        )
-        .unwrap();
+        let model = load_as(&path, format);
         let llama = &model.llama;
         let run = |tokens: &[u32], cache: &mut KvCache, all: bool| -> Vec<f32> {
             let input = Tensor::new(tokens, &Device::Cpu)
@@ -241,13 +240,7 @@ fn dense_batches_give_each_sequence_the_bits_it_gets_alone() {
     let path = dir.path().join("tiny.gguf");
     write_gguf(&path, SPEC_GQA_TIED, &w, GgmlDType::F32, "llama");
     for format in [WeightFormat::F32, WeightFormat::Mixed] {
-        let model = Model::load(
-            &ModelSource::Gguf(path.clone()),
-            LoadOptions {
-                weight_format: format,
-            },
-        )
-        .unwrap();
+        let model = load_as(&path, format);
         let llama = &model.llama;
         let bits = |t: &Tensor| -> Vec<u32> {
             let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();

@@ -9,7 +9,7 @@ use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
 use opensoc_ingest::{GroupingConfig, Intake, IntakeConfig, Source, Timeout};
 use opensoc_report::{Format, VerdictWriter};
 
-use super::{load_model, prepare_for_analysis, progress_bar, AdapterArgs, Weights};
+use super::{load_model, prepare_for_analysis, progress_bar, AdapterArgs, TechniqueArgs, Weights};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -50,15 +50,8 @@ pub struct Args {
     /// Log text beyond this many tokens is cut in the middle (with a marker).
     #[arg(long, default_value_t = 1024)]
     max_input_tokens: usize,
-    /// Choose the ATT&CK technique by a beam search of this width over whole lines (ID and
-    /// name) instead of token by token; slower, and no more accurate with the built-in
-    /// adapter on its validation split (docs/EVALUATION.md).
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    technique_beam: usize,
-    /// Let the model choose the ATT&CK technique among all techniques, instead of writing
-    /// the technique the taxonomy assigns the threat type it chose (docs/EVALUATION.md).
-    #[arg(long)]
-    free_technique: bool,
+    #[command(flatten)]
+    technique: TechniqueArgs,
     /// Generate freely and parse the text (the paper's way) instead of decoding under the
     /// verdict grammar, which always yields valid fields.
     #[arg(long)]
@@ -131,8 +124,8 @@ pub fn run(args: Args) -> Result<Outcome> {
             max_new_tokens: args.max_new_tokens,
             max_input_tokens: args.max_input_tokens,
             constrained: !args.unconstrained,
-            technique_beam: args.technique_beam,
-            technique_follows_type: !args.free_technique,
+            technique_beam: args.technique.beam,
+            technique_follows_type: !args.technique.free,
             narrative: (!args.no_narrative).then(NarrativeLimits::default),
             min_confidence: args.min_confidence,
             ..AnalyzerConfig::default()

@@ -8,7 +8,7 @@ use opensoc_eval::{evaluate, load_examples, render, Example, System};
 use opensoc_model::{Adapter, Model};
 use opensoc_report::{Format, VerdictWriter};
 
-use super::{load_model, prepare_for_analysis, progress_bar, AdapterArgs, Weights};
+use super::{load_model, prepare_for_analysis, progress_bar, AdapterArgs, TechniqueArgs, Weights};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -29,15 +29,8 @@ pub struct Args {
     /// Also run the model without the adapter, side by side (the paper's Table II).
     #[arg(long)]
     baseline: bool,
-    /// Choose the ATT&CK technique by a beam search of this width over whole lines (ID and
-    /// name) instead of token by token; slower, and no more accurate with the built-in
-    /// adapter on its validation split (docs/EVALUATION.md).
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    technique_beam: usize,
-    /// Let the model choose the ATT&CK technique among all techniques, instead of writing
-    /// the technique the taxonomy assigns the threat type it chose (docs/EVALUATION.md).
-    #[arg(long)]
-    free_technique: bool,
+    #[command(flatten)]
+    technique: TechniqueArgs,
     /// Generate freely and parse the text, as the paper does, instead of the grammar.
     #[arg(long)]
     unconstrained: bool,
@@ -82,8 +75,8 @@ fn run_system(
         model,
         AnalyzerConfig {
             constrained: !args.unconstrained,
-            technique_beam: args.technique_beam,
-            technique_follows_type: !args.free_technique,
+            technique_beam: args.technique.beam,
+            technique_follows_type: !args.technique.free,
             narrative: args.narrative.then(NarrativeLimits::default),
             ..AnalyzerConfig::default()
         },

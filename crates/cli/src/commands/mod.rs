@@ -75,6 +75,20 @@ pub fn prepare_for_analysis(model: &mut Model, constrained: bool) {
     }
 }
 
+/// How the grammar decodes the ATT&CK technique, for the commands that analyse.
+#[derive(clap::Args)]
+pub struct TechniqueArgs {
+    /// Choose the ATT&CK technique by a beam search of this width over whole lines (ID and
+    /// name) instead of token by token; slower, and no more accurate with the built-in
+    /// adapter on its validation split (docs/EVALUATION.md).
+    #[arg(long = "technique-beam", default_value_t = 1, value_name = "N")]
+    pub beam: usize,
+    /// Let the model choose the ATT&CK technique among all techniques, instead of writing
+    /// the technique the taxonomy assigns the threat type it chose (docs/EVALUATION.md).
+    #[arg(long = "free-technique")]
+    pub free: bool,
+}
+
 /// Adapter options shared by the commands that run the model.
 #[derive(clap::Args)]
 pub struct AdapterArgs {
