@@ -20,6 +20,13 @@ impl RmsNorm {
         }
     }
 
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        Ok(RmsNorm {
+            weight: self.weight.to_device(device)?,
+            eps: self.eps,
+        })
+    }
+
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::rms_norm(
             &xs.contiguous()?,
@@ -54,6 +61,13 @@ impl Rotary {
         Ok(Rotary {
             cos: freqs.cos()?,
             sin: freqs.sin()?,
+        })
+    }
+
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        Ok(Rotary {
+            cos: self.cos.to_device(device)?,
+            sin: self.sin.to_device(device)?,
         })
     }
 
@@ -191,6 +205,26 @@ impl Linear {
         })
     }
 
+    /// This layer on `device`, its weight as a dense f32 tensor: what the training pass
+    /// multiplies with (the quantized kernels and the few-rows product are CPU paths).
+    pub fn to_device(&self, device: &Device) -> Result<Linear> {
+        let lora = match &self.lora {
+            None => None,
+            Some(l) => Some(Lora {
+                a: l.a.to_device(device)?,
+                b: l.b.to_device(device)?,
+                scale: l.scale,
+            }),
+        };
+        Ok(Linear {
+            weight: QMatMul::Tensor(self.dequantize()?.to_device(device)?),
+            dense: None,
+            in_dim: self.in_dim,
+            out_dim: self.out_dim,
+            lora,
+        })
+    }
+
     /// Folds the LoRA update into the weight: `W + scale * B A`. A quantized weight is
     /// requantized to its own format, which costs a little precision.
     pub fn merge_lora(&mut self) -> Result<()> {
@@ -269,6 +303,15 @@ fn split_product(xs: &Tensor, w: &Tensor, few: usize) -> Result<Tensor> {
         *last = n;
     }
     Ok(ys.reshape(dims)?)
+}
+
+/// `[t, total]` additive mask: query `i` (at position `total - t + i`) sees keys up to itself.
+pub(crate) fn causal_mask(t: usize, total: usize, device: &Device) -> Result<Tensor> {
+    let past = total - t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(mask, (t, total), device)?)
 }
 
 /// Numerically stable softmax over the last dimension, in f32.

@@ -7,8 +7,8 @@ use candle_core::{DType, Device, Tensor};
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::layers::{
-    causal_softmax_train, softmax_last_dim, Kernels, Linear, RmsNorm, Rotary, TrainCtx,
-    DENSE_MIN_ROWS,
+    causal_mask, causal_softmax_train, softmax_last_dim, Kernels, Linear, RmsNorm, Rotary,
+    TrainCtx, DENSE_MIN_ROWS,
 };
 use crate::weights::Weights;
 
@@ -145,15 +145,6 @@ fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
     Ok(x.unsqueeze(2)?
         .expand((b, n, rep, t, d))?
         .reshape((b, n * rep, t, d))?)
-}
-
-/// `[t, total]` additive mask: query `i` (at position `total - t + i`) sees keys up to itself.
-fn causal_mask(t: usize, total: usize, device: &Device) -> Result<Tensor> {
-    let past = total - t;
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Ok(Tensor::from_vec(mask, (t, total), device)?)
 }
 
 #[derive(Debug, Clone)]
@@ -527,6 +518,47 @@ impl Llama {
             .forward_train(&self.norm.forward_train(&picked)?, ctx)
     }
 
+    /// Where the weights are.
+    pub fn device(&self) -> &Device {
+        self.embed_tokens.device()
+    }
+
+    /// The model on `device`, every weight as a dense f32 tensor, for training there (a
+    /// GPU); inference keeps the CPU model and its quantized and few-rows kernels.
+    pub fn to_device(&self, device: &Device) -> Result<Llama> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|b| {
+                let (a, m) = (&b.self_attn, &b.mlp);
+                Ok(Block {
+                    input_layernorm: b.input_layernorm.to_device(device)?,
+                    self_attn: Attention {
+                        q_proj: a.q_proj.to_device(device)?,
+                        k_proj: a.k_proj.to_device(device)?,
+                        v_proj: a.v_proj.to_device(device)?,
+                        o_proj: a.o_proj.to_device(device)?,
+                        ..a.clone()
+                    },
+                    post_attention_layernorm: b.post_attention_layernorm.to_device(device)?,
+                    mlp: Mlp {
+                        gate_proj: m.gate_proj.to_device(device)?,
+                        up_proj: m.up_proj.to_device(device)?,
+                        down_proj: m.down_proj.to_device(device)?,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Llama {
+            embed_tokens: self.embed_tokens.to_device(device)?,
+            layers,
+            norm: self.norm.to_device(device)?,
+            lm_head: self.lm_head.to_device(device)?,
+            rotary: self.rotary.to_device(device)?,
+            config: self.config.clone(),
+        })
+    }
+
     /// Every projection, by `(layer, module name)`.
     pub fn projections(&self) -> impl Iterator<Item = (usize, &'static str, &Linear)> {
         self.layers.iter().enumerate().flat_map(|(i, b)| {
@@ -569,7 +601,7 @@ impl Llama {
 
     /// Frees the quantized copies of projections that also hold an f32 copy (mixed
     /// weights), for callers that run every pass with [`Kernels::Dense`]; the output
-    /// head keeps its quantized weight. About 100 MB less for the default model.
+    /// head keeps its quantized weight. About 65 MB less for the default model.
     pub fn drop_quantized_copies(&mut self) {
         for (_, _, linear) in self.projections_mut() {
             linear.drop_quantized();

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use opensoc_model::adapter::{save_adapter, TargetModules};
 use opensoc_model::layers::Lora;
 use opensoc_model::{Adapter, AdapterConfig, Llama};
@@ -34,6 +34,7 @@ impl LoraParams {
         let r = config.rank;
         let scale = config.scale();
         let mut rng = SplitMix(seed);
+        let dev = model.device().clone();
         let mut keys = Vec::new();
         let mut vars = Vec::new();
         for (layer, module, linear) in model.projections_mut() {
@@ -43,8 +44,8 @@ impl LoraParams {
             let (out_dim, in_dim) = linear.dims();
             let bound = 1.0 / (in_dim as f32).sqrt();
             let a: Vec<f32> = (0..r * in_dim).map(|_| rng.symmetric() * bound).collect();
-            let a = Var::from_tensor(&Tensor::from_vec(a, (r, in_dim), &Device::Cpu)?)?;
-            let b = Var::zeros((out_dim, r), DType::F32, &Device::Cpu)?;
+            let a = Var::from_tensor(&Tensor::from_vec(a, (r, in_dim), &dev)?)?;
+            let b = Var::zeros((out_dim, r), DType::F32, &dev)?;
             linear.set_lora(Some(Lora {
                 a: a.as_tensor().clone(),
                 b: b.as_tensor().clone(),
@@ -99,7 +100,7 @@ impl LoraParams {
             )));
         }
         for (v, t) in self.vars.iter().zip(values) {
-            v.set(t)?;
+            v.set(&t.to_device(v.device())?)?;
         }
         Ok(())
     }

@@ -332,7 +332,8 @@ pub fn sequence_loss(
     loss_on_prompt: bool,
     ctx: &TrainCtx,
 ) -> Result<(Tensor, usize)> {
-    let (tokens, positions, labels, n) = sequence_tensors(example, loss_on_prompt)?;
+    let (tokens, positions, labels, n) =
+        sequence_tensors(example, loss_on_prompt, model.llama.device())?;
     let logits = model.llama.forward_train(&tokens, &positions, ctx)?;
     Ok((summed_nll(&logits, &labels)?, n))
 }
@@ -342,13 +343,13 @@ pub fn sequence_loss(
 fn sequence_tensors(
     example: &Example,
     loss_on_prompt: bool,
+    dev: &Device,
 ) -> Result<(Tensor, Tensor, Tensor, usize)> {
     let (positions, labels) = example.targets(loss_on_prompt);
-    let dev = Device::Cpu;
     Ok((
-        Tensor::new(example.tokens.as_slice(), &dev)?.unsqueeze(0)?,
-        Tensor::new(positions.as_slice(), &dev)?,
-        Tensor::new(labels.as_slice(), &dev)?,
+        Tensor::new(example.tokens.as_slice(), dev)?.unsqueeze(0)?,
+        Tensor::new(positions.as_slice(), dev)?,
+        Tensor::new(labels.as_slice(), dev)?,
         positions.len(),
     ))
 }
@@ -424,7 +425,8 @@ pub fn sequence_grads(
     }
 
     let llama = &model.llama;
-    let (tokens, positions, labels, _) = sequence_tensors(example, loss_on_prompt)?;
+    let (tokens, positions, labels, _) =
+        sequence_tensors(example, loss_on_prompt, model.llama.device())?;
 
     // Forward: detaching each checkpointed output drops the block's graph and activations.
     let layers = llama.config().num_layers;
@@ -570,8 +572,9 @@ impl Trainer {
         for i in 0..self.params.vars.len() {
             let name = self.params.var_name(i);
             values.push(get(format!("param.{name}"))?);
-            self.optim.m[i] = get(format!("m.{name}"))?;
-            self.optim.v[i] = get(format!("v.{name}"))?;
+            let dev = self.params.vars[i].device();
+            self.optim.m[i] = get(format!("m.{name}"))?.to_device(dev)?;
+            self.optim.v[i] = get(format!("v.{name}"))?.to_device(dev)?;
         }
         self.params.set(&values)?;
         self.optim.step = state.step;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use candle_core::DType;
+use candle_core::{DType, Device};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use opensoc_model::{fetch, LoadOptions, Model, ModelSource, WeightFormat};
 use opensoc_train::{data, prepare, Event, TrainConfig, Trainer, DEFAULT_ACTIVATION_MEMORY_MB};
@@ -114,12 +114,30 @@ pub struct Args {
     /// for a second stage with --init-adapter after a run on whole responses.
     #[arg(long)]
     fields_only: bool,
+    /// Where to train: cpu, or cuda[:N] for a GPU (a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: Device,
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
 }
 
-fn load_base(spec: Option<&str>) -> Result<(Model, String)> {
+fn parse_device(s: &str) -> Result<Device> {
+    let ordinal = match s {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => n,
+            _ => bail!("{s:?}: expected cpu, cuda or cuda:N"),
+        },
+    };
+    if !cfg!(feature = "cuda") {
+        bail!("this opensoc was built without GPU support: build it with `--features cuda`");
+    }
+    Device::new_cuda(ordinal).with_context(|| format!("opening GPU {ordinal}"))
+}
+
+fn load_base(spec: Option<&str>, device: &Device) -> Result<(Model, String)> {
     let (source, name) = match spec {
         Some(s) => (s.parse::<ModelSource>()?, s.to_string()),
         None => (
@@ -131,7 +149,11 @@ fn load_base(spec: Option<&str>) -> Result<(Model, String)> {
     let opts = LoadOptions {
         weight_format: WeightFormat::F32,
     };
-    let model = Model::load(&source, opts).with_context(|| format!("loading model {source}"))?;
+    let mut model =
+        Model::load(&source, opts).with_context(|| format!("loading model {source}"))?;
+    if !device.is_cpu() {
+        model.llama = model.llama.to_device(device)?;
+    }
     Ok((model, name))
 }
 
@@ -144,7 +166,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         bail!("{}: no usable training record", args.data.display());
     }
     let skipped_count = skipped.len();
-    let (model, name) = load_base(args.base.as_deref())?;
+    let (model, name) = load_base(args.base.as_deref(), &args.device)?;
     let config = TrainConfig {
         rank: args.rank,
         alpha: args.alpha,

@@ -596,6 +596,9 @@ impl CustomOp1 for CausalSoftmax {
 /// Causal attention weights for training: `softmax(scale · scores)` with future keys
 /// masked, `scores` being `[.., t, t]`; differentiable.
 pub fn causal_softmax_train(scores: &Tensor, scale: f64) -> Result<Tensor> {
+    if !scores.device().is_cpu() {
+        return composed::causal_softmax(scores, scale);
+    }
     Ok(scores.contiguous()?.apply_op1(CausalSoftmax {
         scale: scale as f32,
     })?)
@@ -604,6 +607,9 @@ pub fn causal_softmax_train(scores: &Tensor, scale: f64) -> Result<Tensor> {
 impl RmsNorm {
     /// Differentiable RMSNorm (frozen weight) for training.
     pub fn forward_train(&self, xs: &Tensor) -> Result<Tensor> {
+        if !xs.device().is_cpu() {
+            return composed::rms_norm(xs, &self.weight, self.eps);
+        }
         Ok(xs.contiguous()?.apply_op1(RmsNormOp {
             w: self.weight.clone(),
             eps: self.eps,
@@ -617,6 +623,9 @@ impl Rotary {
         let seq = xs.dim(2)?;
         let cos = self.cos.narrow(0, offset, seq)?.contiguous()?;
         let sin = self.sin.narrow(0, offset, seq)?.contiguous()?;
+        if !xs.device().is_cpu() {
+            return composed::rope(xs, &cos, &sin);
+        }
         Ok(xs.contiguous()?.apply_op1(RopeOp { cos, sin })?)
     }
 }
@@ -628,6 +637,10 @@ impl Linear {
     pub fn forward_train(&self, xs: &Tensor, ctx: &TrainCtx) -> Result<Tensor> {
         let w = self.dequantize()?;
         let xs = xs.contiguous()?;
+        let dropout = self.lora.as_ref().and_then(|_| ctx.next_dropout());
+        if !xs.device().is_cpu() {
+            return composed::linear(&xs, &w, self.lora.as_ref(), dropout);
+        }
         Ok(match &self.lora {
             None => xs.apply_op1(FrozenMatmul { w })?,
             Some(lora) => xs.apply_op3(
@@ -636,16 +649,78 @@ impl Linear {
                 LoraLinear {
                     base: FrozenMatmul { w },
                     scale: lora.scale as f32,
-                    dropout: ctx.next_dropout(),
+                    dropout,
                 },
             )?,
         })
     }
 }
 
+/// The training ops composed from candle's own ops, for devices other than the CPU (the
+/// fused ops above read CPU slices): the same functions and dropout masks, with candle's
+/// kernels and backward passes, at the memory cost the fused ops avoid. Tested against
+/// the fused ops on the CPU.
+mod composed {
+    use candle_core::{Tensor, D};
+
+    use super::Dropout;
+    use crate::error::Result;
+    use crate::layers::{causal_mask, Lora};
+
+    pub(super) fn causal_softmax(scores: &Tensor, scale: f64) -> Result<Tensor> {
+        let t = scores.dim(D::Minus1)?;
+        let masked = (scores * scale)?.broadcast_add(&causal_mask(t, t, scores.device())?)?;
+        Ok(candle_nn::ops::softmax(&masked, D::Minus1)?)
+    }
+
+    pub(super) fn rms_norm(xs: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
+        let ms = xs.sqr()?.mean_keepdim(D::Minus1)?;
+        let inv = (ms + eps as f64)?.sqrt()?.recip()?;
+        Ok(xs.broadcast_mul(&inv)?.broadcast_mul(w)?)
+    }
+
+    /// Rotate-halves layout, `cos`/`sin` `[t, d/2]`.
+    pub(super) fn rope(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let half = xs.dim(D::Minus1)? / 2;
+        let (x1, x2) = (
+            xs.narrow(D::Minus1, 0, half)?,
+            xs.narrow(D::Minus1, half, half)?,
+        );
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        let cos = Tensor::cat(&[cos, cos], D::Minus1)?;
+        let sin = Tensor::cat(&[sin, sin], D::Minus1)?;
+        Ok((xs.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?)
+    }
+
+    /// `x Wᵀ + s · ((x ⊙ mask) Aᵀ) Bᵀ`; the mask is built on the host from the same
+    /// seed as the fused op's, so both devices drop the same elements.
+    pub(super) fn linear(
+        xs: &Tensor,
+        w: &Tensor,
+        lora: Option<&Lora>,
+        dropout: Option<Dropout>,
+    ) -> Result<Tensor> {
+        let ys = xs.broadcast_matmul(&w.t()?)?;
+        let Some(lora) = lora else {
+            return Ok(ys);
+        };
+        let dropped = match dropout {
+            None => xs.clone(),
+            Some(d) => {
+                let mask: Vec<f32> = (0..xs.elem_count()).map(d.factors()).collect();
+                (xs * Tensor::from_vec(mask, xs.shape(), xs.device())?)?
+            }
+        };
+        let low = dropped.broadcast_matmul(&lora.a.t()?)?;
+        let up = low.broadcast_matmul(&lora.b.t()?)?;
+        Ok((ys + (up * lora.scale)?)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::Lora;
     use candle_core::{Device, Var};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -654,7 +729,26 @@ mod tests {
             .unwrap_or(f32::INFINITY)
     }
 
-    /// The fused op against the same function composed from candle ops, values and all
+    /// Values and the gradients of `sum(f(x) * g)` with respect to `vars`.
+    fn value_and_grads(y: Tensor, g: &Tensor, vars: &[&Var]) -> (Tensor, Vec<Tensor>) {
+        let store = (&y * g).unwrap().sum_all().unwrap().backward().unwrap();
+        let grads = vars
+            .iter()
+            .map(|v| store.get(v.as_tensor()).unwrap().clone())
+            .collect();
+        (y, grads)
+    }
+
+    fn assert_same(fused: (Tensor, Vec<Tensor>), composed: (Tensor, Vec<Tensor>), what: &str) {
+        let d = max_diff(&fused.0, &composed.0);
+        assert!(d < 1e-4, "{what}: values differ by {d}");
+        for (i, (f, c)) in fused.1.iter().zip(&composed.1).enumerate() {
+            let d = max_diff(f, c);
+            assert!(d < 1e-4, "{what}: gradient {i} differs by {d}");
+        }
+    }
+
+    /// The fused op against the composed one (the path of other devices), values and all
     /// three gradients, with and without dropout.
     #[test]
     fn lora_linear_equals_composed_ops() {
@@ -677,33 +771,77 @@ mod tests {
                 scale: 1.5,
                 dropout,
             };
+            let vars = [&x, &a, &b];
             let fused = x.apply_op3(&a, &b, op).unwrap();
-
-            let xd = match dropout {
-                None => x.as_tensor().clone(),
-                Some(d) => {
-                    let mask: Vec<f32> = (0..m * k).map(d.factors()).collect();
-                    let mask = Tensor::from_vec(mask, (1, m, k), &dev).unwrap();
-                    (x.as_tensor() * mask).unwrap()
-                }
+            let lora = Lora {
+                a: a.as_tensor().clone(),
+                b: b.as_tensor().clone(),
+                scale: 1.5,
             };
-            let low = xd.broadcast_matmul(&a.t().unwrap()).unwrap();
-            let up = (low.broadcast_matmul(&b.t().unwrap()).unwrap() * 1.5).unwrap();
-            let composed = (x.broadcast_matmul(&w.t().unwrap()).unwrap() + up).unwrap();
-            assert!(max_diff(&fused, &composed) < 1e-4, "{dropout:?}");
-
-            let gf = (fused * &g).unwrap().sum_all().unwrap().backward().unwrap();
-            let gc = (composed * &g)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            for v in [x.as_tensor(), a.as_tensor(), b.as_tensor()] {
-                let (f, c) = (gf.get(v).unwrap(), gc.get(v).unwrap());
-                assert!(max_diff(f, c) < 1e-4, "{dropout:?}: {}", max_diff(f, c));
-            }
+            let plain = composed::linear(&x, &w, Some(&lora), dropout).unwrap();
+            assert_same(
+                value_and_grads(fused, &g, &vars),
+                value_and_grads(plain, &g, &vars),
+                &format!("{dropout:?}"),
+            );
         }
+        // Without an adapter: the frozen product and its input gradient.
+        let x = Var::randn(0f32, 1.0, (1, m, k), &dev).unwrap();
+        let fused = x.apply_op1(FrozenMatmul { w: w.clone() }).unwrap();
+        let plain = composed::linear(&x, &w, None, None).unwrap();
+        assert_same(
+            value_and_grads(fused, &g, &[&x]),
+            value_and_grads(plain, &g, &[&x]),
+            "frozen",
+        );
+    }
+
+    /// RMSNorm, rotary embedding and the causal softmax: fused against composed, values
+    /// and input gradients, on shapes as the attention uses them.
+    #[test]
+    fn norm_rope_and_softmax_equal_composed_ops() {
+        let dev = Device::Cpu;
+        let (heads, t, d) = (3, 5, 8);
+        let x = Var::randn(0f32, 1.0, (1, heads, t, d), &dev).unwrap();
+        let g = Tensor::randn(0f32, 1.0, (1, heads, t, d), &dev).unwrap();
+
+        let norm = RmsNorm::new(Tensor::randn(0f32, 1.0, d, &dev).unwrap(), 1e-5);
+        let fused = x.apply_op1(RmsNormOp {
+            w: norm.weight.clone(),
+            eps: norm.eps,
+        });
+        let plain = composed::rms_norm(&x, &norm.weight, norm.eps).unwrap();
+        assert_same(
+            value_and_grads(fused.unwrap(), &g, &[&x]),
+            value_and_grads(plain, &g, &[&x]),
+            "rms norm",
+        );
+
+        let rotary = Rotary::new(d, 10_000.0, 16, &dev).unwrap();
+        let (cos, sin) = (
+            rotary.cos.narrow(0, 2, t).unwrap().contiguous().unwrap(),
+            rotary.sin.narrow(0, 2, t).unwrap().contiguous().unwrap(),
+        );
+        let fused = x.apply_op1(RopeOp {
+            cos: cos.clone(),
+            sin: sin.clone(),
+        });
+        let plain = composed::rope(&x, &cos, &sin).unwrap();
+        assert_same(
+            value_and_grads(fused.unwrap(), &g, &[&x]),
+            value_and_grads(plain, &g, &[&x]),
+            "rope",
+        );
+
+        let scores = Var::randn(0f32, 2.0, (1, heads, t, t), &dev).unwrap();
+        let gs = Tensor::randn(0f32, 1.0, (1, heads, t, t), &dev).unwrap();
+        let fused = scores.apply_op1(CausalSoftmax { scale: 0.5 }).unwrap();
+        let plain = composed::causal_softmax(&scores, 0.5).unwrap();
+        assert_same(
+            value_and_grads(fused, &gs, &[&scores]),
+            value_and_grads(plain, &gs, &[&scores]),
+            "causal softmax",
+        );
     }
 
     #[test]
