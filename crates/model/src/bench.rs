@@ -19,7 +19,7 @@ fn tokens(n: usize, vocab: usize, seed: u32) -> Vec<u32> {
 }
 
 /// One sequence's step with kernels chosen by rows, as a plain generation loop runs it
-/// (with mixed weights: f32 for the prompt, Q8_0 for one-token steps).
+/// (with mixed weights: f32 for the prompt, the quantized weights for one-token steps).
 fn run(model: &Model, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
     model
         .llama

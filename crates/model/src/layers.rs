@@ -123,7 +123,7 @@ pub enum Kernels {
 
 /// From this many rows (tokens) on, a layer with a dense copy multiplies in f32: batched
 /// f32 gemm beats candle's quantized kernels for prefill (about 3x on AVX-512), while
-/// one-token decoding is memory-bound and faster on the 4x smaller Q8_0 weights.
+/// one-token decoding is memory-bound and faster on the quantized weights (4-8x smaller).
 pub const DENSE_MIN_ROWS: usize = 8;
 
 impl Linear {
@@ -263,7 +263,7 @@ impl Linear {
         let ys = match (&self.dense, kernels, f32_weight) {
             (_, Kernels::Split(few), Some(w)) => split_product(xs, w, few)?,
             (Some(w), _, _) if dense => xs.broadcast_matmul(&w.t()?)?,
-            _ => self.weight.forward(xs)?,
+            _ => self.stored_product(xs)?,
         };
         match &self.lora {
             None => Ok(ys),
@@ -273,6 +273,32 @@ impl Linear {
                 Ok((ys + (up * lora.scale)?)?)
             }
         }
+    }
+}
+
+impl Linear {
+    /// `xs Wᵀ` with the weight as stored: Q4_1 and Q8_0 blocks through
+    /// [`quantized::matmul`], the rest through candle.
+    fn stored_product(&self, xs: &Tensor) -> Result<Tensor> {
+        let stored = match &self.weight {
+            QMatMul::QTensor(q) if xs.device().is_cpu() => {
+                quantized::Blocks::of(q.dtype()).map(|format| (q, format))
+            }
+            _ => None,
+        };
+        let Some((q, format)) = stored else {
+            return Ok(self.weight.forward(xs)?);
+        };
+        let (n, k) = (self.out_dim, self.in_dim);
+        let rows = xs.elem_count() / k.max(1);
+        let x = xs.flatten_all()?.to_vec1::<f32>()?;
+        let mut y = vec![0f32; rows * n];
+        quantized::matmul(format, &x, &q.data()?, &mut y, rows, n, k);
+        let mut dims = xs.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = n;
+        }
+        Ok(Tensor::from_vec(y, dims, xs.device())?)
     }
 }
 
@@ -325,6 +351,7 @@ pub fn argmax(logits: &Tensor) -> Result<u32> {
 }
 
 mod few_rows;
+mod quantized;
 mod train;
 
 pub use train::{causal_softmax_train, TrainCtx};

@@ -19,14 +19,16 @@ use crate::layers::Linear;
 pub enum WeightFormat {
     /// Exactly as the file stores them.
     AsStored,
-    /// Requantized to Q8_0 at load (candle's Q4_1 kernels are scalar and slow; Q8_0 has
-    /// SIMD dot products). Matrices whose rows do not split into 32-blocks stay as stored.
+    /// Requantized to Q8_0 at load (candle's kernels for Q4_1 and some other formats are
+    /// scalar; Q8_0 has SIMD dot products). Matrices whose rows do not split into
+    /// 32-blocks stay as stored.
     #[default]
     Q8_0,
     /// Dequantized to f32.
     F32,
-    /// Q8_0 for one-token decoding plus an f32 copy for multi-token passes (prefill):
-    /// each path on its faster kernel, for about 4x the memory of Q8_0 alone.
+    /// Q8_0 (Q4_1 matrices as stored: OpenSOC's own kernel reads them) for one-token
+    /// decoding plus an f32 copy for multi-token passes (prefill): each path on its
+    /// faster kernel, for about 4x the memory of the quantized weights alone.
     Mixed,
 }
 
@@ -247,7 +249,10 @@ pub(crate) fn convert(q: QTensor, format: WeightFormat) -> Result<Linear> {
         WeightFormat::F32 => Linear::from_dense(q.dequantize(&Device::Cpu)?),
         WeightFormat::Mixed => {
             let dense = q.dequantize(&Device::Cpu)?;
-            let mut linear = convert(q, WeightFormat::Q8_0)?;
+            let mut linear = match q.dtype() {
+                GgmlDType::Q4_1 => Linear::from_qtensor(q)?,
+                _ => convert(q, WeightFormat::Q8_0)?,
+            };
             linear.set_dense_copy(Some(dense))?;
             Ok(linear)
         }

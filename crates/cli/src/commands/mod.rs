@@ -21,7 +21,8 @@ pub enum Weights {
     Q8,
     /// Dequantized to f32.
     F32,
-    /// Q8_0 for decoding one token at a time, plus an f32 copy for prefill.
+    /// Quantized weights for decoding one token at a time (Q4_1 as stored, others as
+    /// Q8_0), plus an f32 copy for prefill.
     Mixed,
 }
 
@@ -66,7 +67,7 @@ pub fn load_model(spec: Option<&str>, weights: WeightFormat, quiet: bool) -> Res
 }
 
 /// Readies `model` for `Analyzer::analyze_batch`, which the commands use for every
-/// batch size: under the grammar every pass takes the f32 weights, so the Q8_0 copies of
+/// batch size: under the grammar every pass takes the f32 weights, so the quantized copies of
 /// mixed weights would only cost memory. Free text (`constrained` false) decodes with
 /// them, one entry at a time.
 pub fn prepare_for_analysis(model: &mut Model, constrained: bool) {
