@@ -62,10 +62,12 @@ fn quantize_row(x: &[f32], out: &mut Vec<Q8Block>) {
             *q = (v * id).round() as i8;
             sum += *q as i32;
         }
+        // Scales rounded to f16 as llama.cpp's and candle's blocks store them, so a
+        // product agrees with theirs up to summation order.
         out.push(Q8Block {
             qs,
-            d,
-            s: d * sum as f32,
+            d: f16::from_f32(d).to_f32(),
+            s: f16::from_f32(d * sum as f32).to_f32(),
         });
     }
 }
