@@ -7,6 +7,12 @@
 # repository; nothing of it is committed.
 #
 #   scripts/bench-vs-llamacpp.sh [--build-only]
+#   scripts/bench-vs-llamacpp.sh --entries     # entries/min on the paper's 50 eval inputs
+#
+# --entries times llama.cpp's naive loop (one `llama-completion` run per prompt: the
+# paper's prompt, greedy, up to 256 new tokens) against `opensoc analyze --no-narrative`
+# (the default path: structured fields, batched, built-in adapter) on the same inputs,
+# ROUNDS times alternating. DATA: the labelled file (default: the shared soc_eval.json).
 #
 # Environment: ROUNDS (alternations, default 3), REPEATS (repeats per measurement inside
 # each tool, default 3), THREADS (default 2), MODEL (a GGUF file; default: OpenSOC's
@@ -50,6 +56,51 @@ OPENSOC=$ROOT/target/release/opensoc
 if [ -z "${MODEL:-}" ]; then
     MODEL=$("$OPENSOC" models path)
     [ -f "$MODEL" ] || "$OPENSOC" models fetch >&2
+fi
+
+if [ "${1:-}" = "--entries" ]; then
+    PATH="$WORK/venv/bin:$PATH" cmake --build "$WORK/build" --target llama-completion \
+        -j "$THREADS" >&2
+    DATA=${DATA:-$ROOT/../shared/data/opensoc-ai/soc_eval.json}
+    exec python3 - "$WORK/build/bin/llama-completion" "$OPENSOC" "$MODEL" "$DATA" \
+        "$THREADS" "$ROUNDS" <<'EOF'
+import json, os, statistics, subprocess, sys, tempfile, time
+completion, opensoc, model, data, threads, rounds = sys.argv[1:7]
+records = json.load(open(data))
+n = len(records)
+env = dict(os.environ, RAYON_NUM_THREADS=threads)
+quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+with tempfile.TemporaryDirectory() as tmp:
+    prompts = []
+    for i, r in enumerate(records):
+        path = os.path.join(tmp, f"prompt-{i}.txt")
+        with open(path, "w") as f:
+            f.write(f"### Instruction:\n{r['instruction']}\n\n### Input:\n{r['input']}\n\n### Response:\n")
+        prompts.append(path)
+    blocks = os.path.join(tmp, "inputs.txt")
+    with open(blocks, "w") as f:
+        f.write("\n\n".join(r["input"].strip() for r in records) + "\n")
+    naive, ours = [], []
+    for round in range(int(rounds)):
+        start = time.monotonic()
+        for path in prompts:
+            subprocess.run([completion, "-m", model, "-f", path, "-n", "256", "--temp", "0",
+                            "-t", threads, "-no-cnv", "--no-display-prompt", "--simple-io"],
+                           check=True, **quiet)
+        naive.append(n / (time.monotonic() - start) * 60)
+        start = time.monotonic()
+        subprocess.run([opensoc, "analyze", "--model", model, "--blocks", blocks,
+                        "--no-narrative", "--format", "jsonl"], check=True, env=env, **quiet)
+        ours.append(n / (time.monotonic() - start) * 60)
+        print(f"round {round + 1}: llama.cpp naive loop {naive[-1]:.1f}/min, "
+              f"opensoc analyze {ours[-1]:.1f}/min", file=sys.stderr)
+a, b = statistics.median(naive), statistics.median(ours)
+print(f"| {n} entries, {threads} threads | entries/min median [min-max] |")
+print("|---|---|")
+print(f"| llama.cpp naive loop | {a:.1f} [{min(naive):.1f}-{max(naive):.1f}] |")
+print(f"| opensoc analyze --no-narrative | {b:.1f} [{min(ours):.1f}-{max(ours):.1f}] |")
+print(f"| ratio | {b / a:.2f}x |")
+EOF
 fi
 
 OUT=$(mktemp -d)
