@@ -1,4 +1,5 @@
-//! LoRA fine-tuning of the OpenSOC Llama on labelled security logs, on the CPU.
+//! LoRA fine-tuning of the OpenSOC Llama on labelled security logs, on the CPU (or, with the
+//! `cuda` feature, a GPU: [`opensoc_model::Llama::to_device`]).
 //!
 //! Base weights stay frozen (GGUF dequantized to f32, or safetensors); only the LoRA
 //! matrices get gradients and AdamW state. Each sequence is its own micro-batch, so no

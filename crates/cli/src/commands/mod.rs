@@ -67,9 +67,9 @@ pub fn load_model(spec: Option<&str>, weights: WeightFormat, quiet: bool) -> Res
 }
 
 /// Readies `model` for `Analyzer::analyze_batch`, which the commands use for every
-/// batch size: under the grammar every pass takes the f32 weights, so the quantized copies of
-/// mixed weights would only cost memory. Free text (`constrained` false) decodes with
-/// them, one entry at a time.
+/// batch size: under the grammar every pass takes the f32 weights, so the quantized
+/// copies of mixed weights would only cost memory. Free text (`constrained` false)
+/// decodes with them, one entry at a time.
 pub fn prepare_for_analysis(model: &mut Model, constrained: bool) {
     if constrained {
         model.llama.drop_quantized_copies();
