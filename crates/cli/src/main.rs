@@ -37,6 +37,18 @@ enum Command {
     Bench(commands::bench::Args),
 }
 
+/// candle works its default thread count out anew on every call (on Linux from
+/// `/proc/cpuinfo`: the physical cores) and asks for it on every matrix product: tens of
+/// thousands of `/proc` reads per log entry, about a tenth of a decode step's time. Fixing
+/// the count once in the variable it reads first keeps candle's choice and drops the reads.
+fn pin_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = candle_core::utils::get_num_threads();
+        // At the top of `main`, before any other thread exists to read the environment.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+}
+
 /// What a command reports back, mapped to the exit code.
 pub enum Outcome {
     /// Everything was processed.
@@ -46,6 +58,7 @@ pub enum Outcome {
 }
 
 fn main() -> ExitCode {
+    pin_thread_count();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
