@@ -274,9 +274,7 @@ impl Linear {
             }
         }
     }
-}
 
-impl Linear {
     /// `xs Wᵀ` with the weight as stored: Q4_1 and Q8_0 blocks through
     /// [`quantized::matmul`], the rest through candle.
     fn stored_product(&self, xs: &Tensor) -> Result<Tensor> {
@@ -294,11 +292,11 @@ impl Linear {
         let x = xs.flatten_all()?.to_vec1::<f32>()?;
         let mut y = vec![0f32; rows * n];
         quantized::matmul(format, &x, &q.data()?, &mut y, rows, n, k);
-        let mut dims = xs.dims().to_vec();
-        if let Some(last) = dims.last_mut() {
-            *last = n;
-        }
-        Ok(Tensor::from_vec(y, dims, xs.device())?)
+        Ok(Tensor::from_vec(
+            y,
+            train::with_last_dim(xs.shape(), n),
+            xs.device(),
+        )?)
     }
 }
 
@@ -324,11 +322,7 @@ fn split_product(xs: &Tensor, w: &Tensor, few: usize) -> Result<Tensor> {
         let rest = flat.narrow(0, few, rows - few)?.matmul(&w.t()?)?;
         ys = Tensor::cat(&[ys, rest], 0)?;
     }
-    let mut dims = xs.dims().to_vec();
-    if let Some(last) = dims.last_mut() {
-        *last = n;
-    }
-    Ok(ys.reshape(dims)?)
+    Ok(ys.reshape(train::with_last_dim(xs.shape(), n))?)
 }
 
 /// `[t, total]` additive mask: query `i` (at position `total - t + i`) sees keys up to itself.
@@ -348,6 +342,16 @@ pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
 /// Argmax over the last dimension of a `[vocab]` logits vector.
 pub fn argmax(logits: &Tensor) -> Result<u32> {
     Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?)
+}
+
+/// Runs `run` over the work items `0..items` on candle's thread pool, or on this thread
+/// when the whole call is `macs` multiply-adds too few to be worth waking the pool.
+fn on_pool(items: usize, macs: usize, run: impl Fn(std::ops::Range<usize>) + Sync) {
+    if macs < 1 << 16 {
+        run(0..items);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(items, run);
+    }
 }
 
 mod few_rows;

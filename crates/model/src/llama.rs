@@ -526,37 +526,19 @@ impl Llama {
     /// The model on `device`, every weight as a dense f32 tensor, for training there (a
     /// GPU); inference keeps the CPU model and its quantized and few-rows kernels.
     pub fn to_device(&self, device: &Device) -> Result<Llama> {
-        let layers = self
-            .layers
-            .iter()
-            .map(|b| {
-                let (a, m) = (&b.self_attn, &b.mlp);
-                Ok(Block {
-                    input_layernorm: b.input_layernorm.to_device(device)?,
-                    self_attn: Attention {
-                        q_proj: a.q_proj.to_device(device)?,
-                        k_proj: a.k_proj.to_device(device)?,
-                        v_proj: a.v_proj.to_device(device)?,
-                        o_proj: a.o_proj.to_device(device)?,
-                        ..a.clone()
-                    },
-                    post_attention_layernorm: b.post_attention_layernorm.to_device(device)?,
-                    mlp: Mlp {
-                        gate_proj: m.gate_proj.to_device(device)?,
-                        up_proj: m.up_proj.to_device(device)?,
-                        down_proj: m.down_proj.to_device(device)?,
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Llama {
-            embed_tokens: self.embed_tokens.to_device(device)?,
-            layers,
-            norm: self.norm.to_device(device)?,
-            lm_head: self.lm_head.to_device(device)?,
-            rotary: self.rotary.to_device(device)?,
-            config: self.config.clone(),
-        })
+        let mut moved = self.clone();
+        for block in &mut moved.layers {
+            block.input_layernorm = block.input_layernorm.to_device(device)?;
+            block.post_attention_layernorm = block.post_attention_layernorm.to_device(device)?;
+        }
+        for (_, _, linear) in moved.projections_mut() {
+            *linear = linear.to_device(device)?;
+        }
+        moved.embed_tokens = self.embed_tokens.to_device(device)?;
+        moved.norm = self.norm.to_device(device)?;
+        moved.lm_head = self.lm_head.to_device(device)?;
+        moved.rotary = self.rotary.to_device(device)?;
+        Ok(moved)
     }
 
     /// Every projection, by `(layer, module name)`.

@@ -40,11 +40,7 @@ pub fn matmul(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usize, k: usiz
             }
         }
     };
-    if m * n * k < 1 << 16 {
-        run(0..col_tiles);
-    } else {
-        candle_core::utils::barrier_pool().execute_chunked(col_tiles, run);
-    }
+    super::on_pool(col_tiles, m * n * k, run);
 }
 
 #[allow(clippy::too_many_arguments)]

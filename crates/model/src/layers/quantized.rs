@@ -34,7 +34,7 @@ impl Blocks {
         }
     }
 
-    fn bytes(self) -> usize {
+    const fn bytes(self) -> usize {
         match self {
             Blocks::Q4_1 => 20,
             Blocks::Q8_0 => 34,
@@ -96,11 +96,7 @@ pub fn matmul(format: Blocks, x: &[f32], w: &[u8], out: &mut [f32], m: usize, n:
             }
         }
     };
-    if m * n * k < 1 << 16 {
-        run(0..n);
-    } else {
-        candle_core::utils::barrier_pool().execute_chunked(n, run);
-    }
+    super::on_pool(n, m * n * k, run);
 }
 
 /// One weight row against every quantized activation row (`xq`: `acc.len()` rows of
@@ -161,7 +157,7 @@ fn simd() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::Q8Block;
+    use super::{Blocks, Q8Block};
     use std::arch::x86_64::*;
 
     /// Rows of activations per pass over the weight row: their accumulators stay in
@@ -178,7 +174,7 @@ mod avx2 {
             let mut vacc = [_mm256_setzero_ps(); ROWS];
             let mut macc = [0f32; ROWS];
             for b in 0..blocks {
-                let p = row.as_ptr().add(b * 20);
+                let p = row.as_ptr().add(b * Blocks::Q4_1.bytes());
                 // d and m, the block's two f16 values, converted together.
                 let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned()));
                 let d = _mm_cvtss_f32(dm);
@@ -212,7 +208,7 @@ mod avx2 {
             let rows = ROWS.min(acc.len() - r0);
             let mut vacc = [_mm256_setzero_ps(); ROWS];
             for b in 0..blocks {
-                let p = row.as_ptr().add(b * 34);
+                let p = row.as_ptr().add(b * Blocks::Q8_0.bytes());
                 let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
                     (p as *const u16).read_unaligned() as i32,
                 )));

@@ -193,7 +193,7 @@ fn rows(l: &Layout) -> candle_core::Result<(usize, usize)> {
     Ok((l.shape().elem_count() / k, k))
 }
 
-fn with_last_dim(shape: &Shape, n: usize) -> Shape {
+pub(super) fn with_last_dim(shape: &Shape, n: usize) -> Shape {
     let mut dims = shape.dims().to_vec();
     if let Some(last) = dims.last_mut() {
         *last = n;
