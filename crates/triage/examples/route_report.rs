@@ -1,0 +1,89 @@
+//! How triage routes labelled examples: fast-path misses (attacks decided benign), bound
+//! violations (the label's category outside the allowed ones, or "No Threat" forbidden
+//! for a benign example), per label category.
+//!
+//! `cargo run --release -p opensoc-triage --example route_report -- FILE...`
+//! (Alpaca JSON lists or JSONL with `input` and `output`).
+
+use std::collections::BTreeMap;
+
+use opensoc_attack::Taxonomy;
+use opensoc_triage::{Route, Triage};
+
+#[derive(Default)]
+struct Row {
+    n: usize,
+    fast: usize,
+    outside: usize,
+    benign_forbidden: usize,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let triage = Triage::builtin();
+    let taxonomy = Taxonomy::builtin();
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    let mut shown = 0;
+    for path in std::env::args().skip(1) {
+        let text = std::fs::read_to_string(&path)?;
+        let records: Vec<serde_json::Value> = match serde_json::from_str(&text) {
+            Ok(serde_json::Value::Array(v)) => v,
+            _ => text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?,
+        };
+        for r in records {
+            let input = r["input"].as_str().unwrap_or_default();
+            let output = r["output"].as_str().unwrap_or_default();
+            let label = output
+                .lines()
+                .find_map(|l| l.strip_prefix("THREAT_TYPE:"))
+                .map(str::trim)
+                .unwrap_or_default();
+            let category = taxonomy.category_of(label).unwrap_or("?").to_string();
+            let key = match r["source"].as_str() {
+                Some(s) => format!("{category} [{s}]"),
+                None => category.clone(),
+            };
+            let row = rows.entry(key).or_default();
+            row.n += 1;
+            let a = triage.assess(input);
+            let benign = category == "NO THREAT";
+            let problem = match &a.route {
+                Route::FastPath { .. } => {
+                    row.fast += 1;
+                    !benign
+                }
+                Route::Model(b) => {
+                    let outside = b
+                        .categories
+                        .as_ref()
+                        .is_some_and(|c| !c.contains(&category.as_str()));
+                    row.outside += usize::from(outside);
+                    let forbidden = benign && !b.benign_allowed;
+                    row.benign_forbidden += usize::from(forbidden);
+                    outside || forbidden
+                }
+            };
+            if problem && shown < 40 {
+                shown += 1;
+                let signals: Vec<&str> = a.signals.iter().map(|s| s.rule).collect();
+                eprintln!(
+                    "{category}: {:?} {signals:?}\n  {}",
+                    a.route,
+                    input.lines().next().unwrap_or("")
+                );
+            }
+        }
+    }
+    println!("| label category | entries | fast path | outside bounds | benign forbidden |");
+    println!("|---|---:|---:|---:|---:|");
+    for (k, r) in &rows {
+        println!(
+            "| {k} | {} | {} | {} | {} |",
+            r.n, r.fast, r.outside, r.benign_forbidden
+        );
+    }
+    Ok(())
+}

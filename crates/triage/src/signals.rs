@@ -1,0 +1,657 @@
+//! Detector signals: facts deterministic code knows about an entry before the model reads
+//! it. Each signal names its class, the rule that fired, and where it fired (byte offsets
+//! of the raw slice in the entry text, and the decoded text it matched in).
+
+use std::sync::LazyLock;
+
+use opensoc_ingest::{parse_line, Format, LogEvent};
+use regex::{Regex, RegexSet};
+use serde::Serialize;
+
+use crate::decode::{canonical, decode};
+
+/// What a signal says about the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    Sqli,
+    Xss,
+    CommandInjection,
+    PathTraversal,
+    FileInclusion,
+    /// A command line of the kind malware and hands-on attackers run (download and
+    /// execute, reverse shells, encoded PowerShell, credential dumping).
+    MaliciousCommand,
+    /// A known scanner or attack tool announces itself (user agent).
+    Scanner,
+    /// A request for a path that only scanners ask for (`/.env`, `/.git/config`, ...).
+    Probe,
+    /// One response large enough to carry a data dump.
+    LargeResponse,
+    /// A failed authentication.
+    AuthFailure,
+    /// Log text that imitates the analyst's prompt or answer format: somebody tries to
+    /// steer the verdict. Never lowers a verdict; flags it for review.
+    LogInjection,
+}
+
+impl Class {
+    /// Stable name, as in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Sqli => "sqli",
+            Class::Xss => "xss",
+            Class::CommandInjection => "command-injection",
+            Class::PathTraversal => "path-traversal",
+            Class::FileInclusion => "file-inclusion",
+            Class::MaliciousCommand => "malicious-command",
+            Class::Scanner => "scanner",
+            Class::Probe => "probe",
+            Class::LargeResponse => "large-response",
+            Class::AuthFailure => "auth-failure",
+            Class::LogInjection => "log-injection",
+        }
+    }
+
+    /// A payload: the request carries an attack whatever else the entry says, so the
+    /// verdict can never be "No Threat".
+    pub fn is_payload(self) -> bool {
+        matches!(
+            self,
+            Class::Sqli
+                | Class::Xss
+                | Class::CommandInjection
+                | Class::PathTraversal
+                | Class::FileInclusion
+                | Class::MaliciousCommand
+        )
+    }
+
+    /// Taxonomy categories a web request with this signal can fall under.
+    pub fn categories(self) -> &'static [&'static str] {
+        match self {
+            Class::Sqli => &["SQL INJECTION"],
+            Class::Xss => &["XSS"],
+            Class::CommandInjection => &["COMMAND INJECTION"],
+            // The paper's labels call `?page=../../etc/passwd` either; the model chooses.
+            Class::PathTraversal | Class::FileInclusion => &["PATH TRAVERSAL", "LFI"],
+            Class::MaliciousCommand => &["COMMAND INJECTION", "MALWARE C2"],
+            Class::Scanner | Class::Probe => &["RECONNAISSANCE"],
+            Class::LargeResponse => &["DATA EXFILTRATION"],
+            Class::AuthFailure => &[
+                "BRUTE FORCE",
+                "SSH BRUTE FORCE",
+                "CREDENTIAL STUFFING",
+                "WINDOWS THREAT",
+            ],
+            Class::LogInjection => &[],
+        }
+    }
+}
+
+/// One detector hit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Signal {
+    pub class: Class,
+    /// The rule that fired (`sqli-union-select`, `libinjection-sqli`, `scanner-agent`).
+    pub rule: &'static str,
+    /// Byte offsets in the entry text of the raw slice the rule looked at.
+    pub start: usize,
+    pub end: usize,
+    /// The text the rule matched in: the slice, or its decoded form when `decoded`.
+    pub text: String,
+    pub decoded: bool,
+}
+
+/// Longest `text` kept in a signal; evidence, not a copy of the entry.
+const MAX_SIGNAL_TEXT: usize = 200;
+
+/// Where in a request a value sits (decides which rules apply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Path,
+    Query,
+    Header,
+    /// Free text of a non-web record.
+    Message,
+}
+
+/// A compiled rule: name, class, pattern on the canonical decoded text.
+struct Rule {
+    name: &'static str,
+    class: Class,
+    places: &'static [Place],
+}
+
+const WEB: &[Place] = &[Place::Path, Place::Query, Place::Header];
+const VALUES: &[Place] = &[Place::Query, Place::Header];
+const ANY: &[Place] = &[Place::Path, Place::Query, Place::Header, Place::Message];
+const PATH: &[Place] = &[Place::Path];
+
+/// Rules as (name, class, places, pattern). Patterns run on lower-cased, decoded text
+/// with comments and whitespace runs collapsed to one space.
+const RULES: &[(&str, Class, &[Place], &str)] = &[
+    // SQL injection.
+    (
+        "sqli-union-select",
+        Class::Sqli,
+        WEB,
+        r"union( all| distinct)? ?\(? ?select\b",
+    ),
+    (
+        "sqli-select-from",
+        Class::Sqli,
+        VALUES,
+        r"(['\x22)]|\d) ?;? ?select\b.{1,200}?\bfrom\b",
+    ),
+    (
+        "sqli-tautology",
+        Class::Sqli,
+        VALUES,
+        r"(['\x22]|\d) ?\)? ?(or|and|xor|\|\||&&) ?\(? ?['\x22]?\w{0,20}['\x22]? ?(=|<>|!=|<=?|>=?|like\b|is\b|regexp\b)",
+    ),
+    (
+        "sqli-quote-comment",
+        Class::Sqli,
+        VALUES,
+        r"['\x22] ?\)? ?(--|#|;)",
+    ),
+    (
+        "sqli-time-delay",
+        Class::Sqli,
+        WEB,
+        r"\b(sleep|pg_sleep) ?\( ?\d|\bbenchmark ?\(|waitfor delay\b|dbms_pipe\.receive_message",
+    ),
+    (
+        "sqli-catalog",
+        Class::Sqli,
+        WEB,
+        r"information_schema|\bsysobjects\b|sqlite_master|\bpg_catalog\b|mysql\.user\b|\bsys\.tables\b",
+    ),
+    (
+        "sqli-stacked",
+        Class::Sqli,
+        VALUES,
+        r"; ?(drop|delete|insert|update|shutdown|truncate|alter|create|exec|execute|declare)\b",
+    ),
+    (
+        "sqli-functions",
+        Class::Sqli,
+        WEB,
+        r"@@version|\b(extractvalue|updatexml|load_file|group_concat|xp_cmdshell|sp_executesql|utl_inaddr|ctxsys\.)\b|\bconvert ?\( ?int|\bchar ?\( ?\d+ ?(,|\))|into (out|dump)file\b",
+    ),
+    (
+        "sqli-order-by",
+        Class::Sqli,
+        VALUES,
+        r"\border by \d+ ?(--|#|;)",
+    ),
+    // Cross-site scripting.
+    (
+        "xss-tag",
+        Class::Xss,
+        WEB,
+        r"<\s*/?\s*(script|iframe|svg|img|body|object|embed|video|audio|details|marquee|input|form|base|link|meta|style|math|isindex|frameset|applet|xss|a\s+href)\b",
+    ),
+    (
+        "xss-scheme",
+        Class::Xss,
+        WEB,
+        r"\b(javascript|vbscript|livescript) ?:|data ?: ?text/html",
+    ),
+    (
+        "xss-handler",
+        Class::Xss,
+        WEB,
+        r"[\s\x22'/;<]on(error|load|mouse\w+|focus\w*|blur|click|dblclick|key\w+|submit|change|input|toggle|animation\w+|transition\w+|pointer\w+|begin|end|start|finish|scroll|wheel|drag\w*|drop|copy|paste|cut|hashchange|message|pageshow|popstate|resize|unload|beforeunload|show|auxclick|contextmenu) ?=",
+    ),
+    (
+        "xss-dom",
+        Class::Xss,
+        WEB,
+        r"document\.(cookie|domain|location|write)|window\.location|string\.fromcharcode|\bexpression ?\(|\b(alert|prompt|confirm) ?(\(|`)",
+    ),
+    // Command and code injection.
+    (
+        "cmd-separator",
+        Class::CommandInjection,
+        VALUES,
+        r"(;|\||&&|`|\$\(|\n) ?(id|whoami|uname|cat|ls|pwd|wget|curl|nc|ncat|netcat|bash|sh|zsh|python\d?|perl|php|ruby|ping|nslookup|dig|echo|chmod|rm|sleep|ifconfig|ipconfig|net|dir|type|tftp|busybox|powershell|cmd|env|set|head|tail|find|whoami\.exe|sc|reg|certutil)\b",
+    ),
+    (
+        "cmd-shell-path",
+        Class::CommandInjection,
+        WEB,
+        r"/bin/(ba|da|z|k)?sh\b|/usr/bin/(python|perl|php|env)\b|\bcmd(\.exe)? ?/c\b|\$\{ifs\}|\$ifs\b",
+    ),
+    (
+        "cmd-shellshock",
+        Class::CommandInjection,
+        WEB,
+        r"\(\) ?\{[^}]{0,20}\} ?;",
+    ),
+    (
+        "cmd-log4shell",
+        Class::CommandInjection,
+        ANY,
+        r"\$\{ ?(jndi|lower|upper|env|sys|::-|date)\b?[^}]{0,10}:",
+    ),
+    (
+        "cmd-php-code",
+        Class::CommandInjection,
+        WEB,
+        r"<\?php|\b(system|passthru|shell_exec|popen|proc_open|pcntl_exec|base64_decode|assert|call_user_func|create_function|preg_replace) ?\(|\beval ?\(",
+    ),
+    (
+        "cmd-template",
+        Class::CommandInjection,
+        VALUES,
+        r"\{\{.{0,40}(\d ?\* ?\d|config|self\.|request\.|__class__|__globals__|popen).{0,40}\}\}|\$\{\d+ ?\* ?\d+\}|<%=?.{0,40}%>|#\{.{0,40}\}",
+    ),
+    (
+        "cmd-download-exec",
+        Class::MaliciousCommand,
+        ANY,
+        r"\b(wget|curl|tftp|fetch)\s+(-\S+\s+)*(https?|ftp)://\S+.{0,80}(\|\s*(ba)?sh|chmod|-o\s*/tmp|-O\s*/tmp|;\s*sh\b)|\b(wget|curl)\s+(-\S+\s+)*(https?|ftp)://\S+\s*(\||;|&&)",
+    ),
+    (
+        "cmd-reverse-shell",
+        Class::MaliciousCommand,
+        ANY,
+        r"/dev/tcp/|\bnc(at)?\s+(-\w+\s+)*-e\s|\bbash\s+-i\b|\bsocket\.socket\(|mkfifo\s+/tmp|\bsh\s+-i\b",
+    ),
+    (
+        "cmd-encoded-powershell",
+        Class::MaliciousCommand,
+        ANY,
+        r"powershell(\.exe)?\s.{0,80}\s-(e|en|enc|enco|encodedcommand)\s+[a-z0-9+/=]{20,}|\biex\s*\(|invoke-expression|downloadstring\(|frombase64string\(",
+    ),
+    (
+        "cmd-credential-dumping",
+        Class::MaliciousCommand,
+        ANY,
+        r"mimikatz|sekurlsa|lsass\.dmp|procdump.{0,40}lsass|comsvcs\.dll.{0,20}minidump|ntds\.dit|reg(\.exe)?\s+save\s+hklm\\(sam|system|security)",
+    ),
+    (
+        "cmd-base64-shell",
+        Class::MaliciousCommand,
+        ANY,
+        r"base64\s+(-d|--decode)\s*\|\s*(ba)?sh|echo\s+[a-z0-9+/=]{16,}\s*\|\s*base64",
+    ),
+    // Traversal and file inclusion.
+    (
+        "traversal-dotdot",
+        Class::PathTraversal,
+        WEB,
+        r"(\.\.[/\\]|[/\\]\.\.($|[/\\?;])|\.\.;/)",
+    ),
+    (
+        "lfi-sensitive-file",
+        Class::FileInclusion,
+        VALUES,
+        r"/etc/(passwd|shadow|group|hosts|issue|hostname|crontab|sudoers|master\.passwd)\b|/proc/(self|\d+)/|/var/log/|\bwin\.ini\b|\bboot\.ini\b|system32[/\\]|[/\\]windows[/\\]|web\.config\b|wp-config\.php|\.htpasswd|\.htaccess|/\.ssh/|\bid_rsa\b|\.bash_history",
+    ),
+    (
+        "lfi-absolute-path",
+        Class::FileInclusion,
+        &[Place::Query],
+        r"^\s*(/etc/|/var/|/proc/|/root/|/usr/|/opt/|/boot/|/dev/|/sys/|/home/[^/]+/\.|[a-z]:[/\\]|\\\\)",
+    ),
+    (
+        "lfi-wrapper",
+        Class::FileInclusion,
+        VALUES,
+        r"^\s*(php|file|expect|data|zip|phar|glob|gopher|dict|jar|compress\.zlib)://|php://(filter|input)",
+    ),
+    ("lfi-null-byte", Class::FileInclusion, VALUES, r"\x00|%00"),
+    (
+        "rfi-remote-script",
+        Class::FileInclusion,
+        VALUES,
+        r"^\s*(https?|ftp)://[^\s?#]+\.(txt|php\d?|phtml|sh|pl|py|jsp|asp)\?*\s*$|^\s*(https?|ftp)://\S+\?\s*$",
+    ),
+    // Reconnaissance.
+    (
+        "probe-path",
+        Class::Probe,
+        PATH,
+        r"/\.(env|git|svn|hg|aws|ds_store|docker|npmrc|bash_history)\b|/(phpmyadmin|pma|myadmin|mysqladmin|phpmyadmin\d+)\b|/wp-admin/(install|setup-config)\.php|/cgi-bin/\S*\.(sh|cgi|pl)\b|/hnap1\b|/boaform\b|/actuator\b|/server-status\b|/vendor/phpunit\b|/solr/admin\b|/manager/html\b|/jmx-console\b|/invoker/|/wls-wsat\b|/_ignition\b|/telescope/requests|/eval-stdin\.php|/gponform\b|/tmui/|/(shell|cmd|c99|r57|webshell|wso|alfa)\.(php|asp|aspx|jsp)\b|/(backup|dump|db|database|site)\.(sql|zip|tar|tar\.gz|tgz|rar|bak)\b|\.(bak|old|orig|swp|save)$|/etc/passwd\b|/setup\.cgi\b|/console/login\b|/owa/auth/x\.js|/autodiscover/autodiscover\.json|/remote/fgt_lang|/global-protect/|/api/jsonws/invoke|/struts2?\b|/\w+\.action$|/sitecore/|/cfide/|/wp-content/plugins/\S+/readme\.txt",
+    ),
+];
+
+/// User agents of scanners and attack tools (lower case, substring match).
+const SCANNER_AGENTS: &[&str] = &[
+    "sqlmap",
+    "nikto",
+    "nmap",
+    "masscan",
+    "zgrab",
+    "nuclei",
+    "wpscan",
+    "dirbuster",
+    "gobuster",
+    "ffuf",
+    "feroxbuster",
+    "wfuzz",
+    "acunetix",
+    "nessus",
+    "openvas",
+    "w3af",
+    "arachni",
+    "skipfish",
+    "burp",
+    "owasp zap",
+    "zaproxy",
+    "hydra",
+    "medusa",
+    "jaeles",
+    "whatweb",
+    "netsparker",
+    "qualys",
+    "havij",
+    "commix",
+    "fimap",
+    "xsser",
+    "zmeu",
+    "morfeus",
+    "zmap",
+    "censysinspect",
+    "l9explore",
+    "l9tcpid",
+    "httpx - open-source",
+    "dirb",
+    "joomscan",
+    "brutus",
+    "metasploit",
+    "nuclei",
+    "interactsh",
+    "paros",
+    "webinspect",
+    "appscan",
+    "vega/",
+    "grabber",
+    "struts-pwn",
+    "sysscan",
+    "scanbot",
+    "fuzz faster u fool",
+];
+
+/// Phrases and markers with which log text imitates the analyst's prompt or answer.
+const INJECTION_PATTERN: &str = r"(?i)\b(threat_type|mitre_technique|mitre_tactic|risk_score)\s*:|\bseverity\s*:\s*(critical|high|medium|low)\b|#{3,}\s*(instruction|input|response|system)|<\|(im_start|im_end|endoftext|system|user|assistant)\|>|</?s>\s*\[?inst|\bignore\s+(all\s+|any\s+|the\s+)*(previous|prior|above|earlier|preceding)\s+(instructions?|prompts?|rules|context)|\bdisregard\s+(all\s+|the\s+)*(previous|prior|above)|\byou\s+are\s+now\b|\bnew\s+instructions\s*:|\bsystem\s+prompt\b|\bno\s+threat\s+detected\b|\bclassify\s+(this|the)\s+(log|entry|line)\s+as\b";
+
+/// Auth failures in syslog-style messages.
+const AUTH_FAILURE_PATTERN: &str = r"(?i)failed password|authentication failure|invalid user|failed publickey|maximum authentication attempts|failed login|login incorrect|did not receive identification|bad protocol version|connection closed by authenticating user|break-in attempt|incorrect password attempt|user not in sudoers|not in sudoers|authentication failed|auth(entication)? (error|failed)|logon failure";
+
+struct Compiled {
+    rules: Vec<(Rule, Regex)>,
+    /// All rule patterns at once: most values match none, and one pass says so.
+    any: RegexSet,
+    injection: Regex,
+    auth_failure: Regex,
+}
+
+// The patterns are constants of this file and `rules_compile` tests each of them, so a
+// failure here is a programming error, not bad input.
+#[allow(clippy::expect_used)]
+static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
+    let compile = |p: &str| Regex::new(p).expect("detector patterns are valid (tested)");
+    Compiled {
+        rules: RULES
+            .iter()
+            .map(|&(name, class, places, pattern)| {
+                (
+                    Rule {
+                        name,
+                        class,
+                        places,
+                    },
+                    compile(pattern),
+                )
+            })
+            .collect(),
+        any: RegexSet::new(RULES.iter().map(|r| r.3)).expect("detector patterns are valid"),
+        injection: compile(INJECTION_PATTERN),
+        auth_failure: compile(AUTH_FAILURE_PATTERN),
+    }
+});
+
+/// Collects the signals of one record.
+struct Detector<'a> {
+    out: &'a mut Vec<Signal>,
+}
+
+impl Detector<'_> {
+    fn push(
+        &mut self,
+        class: Class,
+        rule: &'static str,
+        span: (usize, usize),
+        text: &str,
+        decoded: bool,
+    ) {
+        // One signal per rule and span is enough.
+        if self
+            .out
+            .iter()
+            .any(|s| s.rule == rule && s.start == span.0 && s.end == span.1)
+        {
+            return;
+        }
+        let mut end = text.len().min(MAX_SIGNAL_TEXT);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.out.push(Signal {
+            class,
+            rule,
+            start: span.0,
+            end: span.1,
+            text: text[..end].to_string(),
+            decoded,
+        });
+    }
+
+    /// Runs the payload rules (and libinjection) on one value.
+    fn value(&mut self, raw: &str, span: (usize, usize), place: Place) {
+        if raw.is_empty() {
+            return;
+        }
+        let decoded = decode(raw, place == Place::Query);
+        let was_encoded = decoded != raw;
+        let canon = canonical(&decoded);
+        let c = &*COMPILED;
+        if c.any.is_match(&canon) {
+            for (rule, re) in &c.rules {
+                if rule.places.contains(&place) && re.is_match(&canon) {
+                    self.push(rule.class, rule.name, span, &decoded, was_encoded);
+                }
+            }
+        }
+        if matches!(place, Place::Query | Place::Header) {
+            self.libinjection(&decoded, span, was_encoded);
+        }
+    }
+
+    fn libinjection(&mut self, decoded: &str, span: (usize, usize), was_encoded: bool) {
+        // Plain words and numbers cannot be an injection; skipping them keeps the
+        // fast path fast.
+        if !decoded.bytes().any(|b| b"'\"<>();=-#`/*".contains(&b)) {
+            return;
+        }
+        // A port of a C library: any panic in it must not take the intake down.
+        let bytes = decoded.as_bytes();
+        let (sqli, xss) = std::panic::catch_unwind(|| {
+            (
+                libinjectionrs::detect_sqli(bytes).is_injection(),
+                libinjectionrs::detect_xss(bytes).is_injection(),
+            )
+        })
+        .unwrap_or((false, false));
+        if sqli {
+            self.push(Class::Sqli, "libinjection-sqli", span, decoded, was_encoded);
+        }
+        if xss {
+            self.push(Class::Xss, "libinjection-xss", span, decoded, was_encoded);
+        }
+    }
+
+    /// A web request: path, each query value, user agent, referer, size.
+    fn web(&mut self, ev: &LogEvent, base: usize, raw: &str) {
+        let span_of = |v: &str| -> (usize, usize) {
+            match raw.find(v) {
+                Some(at) => (base + at, base + at + v.len()),
+                None => (base, base + raw.len()),
+            }
+        };
+        let target = ev.field("url").or(ev.field("path")).unwrap_or("");
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, ev.field("cs-uri-query")),
+        };
+        if !path.is_empty() {
+            let span = span_of(path);
+            self.value(path, span, Place::Path);
+        }
+        if let Some(q) = query.filter(|q| !is_placeholder(q)) {
+            let q_span = span_of(q);
+            // Whole, too: a payload may span `&` (`cmd=&& whoami`).
+            self.value(q, q_span, Place::Query);
+            for pair in q.split('&') {
+                let (name, value) = pair.split_once('=').unwrap_or(("", pair));
+                let span = match q.find(pair) {
+                    Some(at) => (q_span.0 + at, q_span.0 + at + pair.len()),
+                    None => q_span,
+                };
+                self.value(value, span, Place::Query);
+                if !name.is_empty() {
+                    self.value(name, span, Place::Query);
+                }
+            }
+        }
+        for header in ["user_agent", "referer", "cs(Referer)"] {
+            if let Some(v) = ev.field(header).filter(|v| !is_placeholder(v)) {
+                let span = span_of(v);
+                self.value(v, span, Place::Header);
+                if header == "user_agent" {
+                    let lower = v.to_lowercase();
+                    if SCANNER_AGENTS.iter().any(|a| lower.contains(a)) {
+                        self.push(Class::Scanner, "scanner-agent", span, v, false);
+                    }
+                }
+            }
+        }
+        let bytes: u64 = ev.field("bytes").and_then(|b| b.parse().ok()).unwrap_or(0);
+        let ok = ev.field("status").is_some_and(|s| s.starts_with('2'));
+        if ok && bytes >= LARGE_RESPONSE_BYTES && !is_media(path) {
+            let text = format!("{bytes} bytes");
+            let span = span_of(ev.field("bytes").unwrap_or(""));
+            self.push(Class::LargeResponse, "large-response", span, &text, false);
+        }
+    }
+
+    /// Free text of a non-web record: command lines, auth failures, and web payloads in
+    /// URLs it quotes.
+    fn message(&mut self, text: &str, base: usize) {
+        let span = (base, base + text.len());
+        let c = &*COMPILED;
+        if c.auth_failure.is_match(text) {
+            let m = c
+                .auth_failure
+                .find(text)
+                .map(|m| m.as_str())
+                .unwrap_or(text);
+            self.push(Class::AuthFailure, "auth-failure", span, m, false);
+        }
+        self.value(text, span, Place::Message);
+        // URLs inside a message (proxy logs, application logs) are requests too.
+        for (at, word) in words(text) {
+            if let Some((path, query)) = word.split_once('?') {
+                if path.contains('/') {
+                    for pair in query.split('&') {
+                        let value = pair.split_once('=').map_or(pair, |(_, v)| v);
+                        let s = (base + at, base + at + word.len());
+                        self.value(value, s, Place::Query);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One response of this many bytes or more to a non-media request is worth a look.
+const LARGE_RESPONSE_BYTES: u64 = 5_000_000;
+
+fn is_media(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    [
+        ".iso", ".img", ".zip", ".tar", ".gz", ".tgz", ".xz", ".7z", ".rar", ".mp4", ".mkv",
+        ".webm", ".mov", ".avi", ".mp3", ".flac", ".wav", ".pdf", ".dmg", ".exe", ".msi", ".deb",
+        ".rpm", ".apk", ".bin", ".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif",
+    ]
+    .iter()
+    .any(|ext| lower.ends_with(ext))
+}
+
+fn is_placeholder(v: &str) -> bool {
+    let v = v.trim();
+    v.is_empty() || v == "-"
+}
+
+/// Whitespace-separated words with their byte offsets.
+fn words(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.split(' ')
+        .scan(0usize, |pos, w| {
+            let at = *pos;
+            *pos += w.len() + 1;
+            Some((at, w))
+        })
+        .filter(|(_, w)| !w.is_empty())
+}
+
+/// Signals of one record (a line, or a multi-line Windows record) that starts at byte
+/// `base` of the entry text.
+pub(crate) fn record_signals(base: usize, record: &str, out: &mut Vec<Signal>) -> LogEvent {
+    let ev = parse_line(record);
+    let mut d = Detector { out };
+    match ev.format {
+        Format::AccessCombined | Format::AccessCommon | Format::W3c => d.web(&ev, base, record),
+        Format::SuricataEve
+        | Format::ZeekJson
+        | Format::CloudTrail
+        | Format::Json
+        | Format::Ecs => {
+            // Structured records: URLs and commands sit in their values.
+            if let Some(url) = ev.field("url").or(ev.field("path")) {
+                let span = match record.find(url) {
+                    Some(at) => (base + at, base + at + url.len()),
+                    None => (base, base + record.len()),
+                };
+                if let Some((_, q)) = url.split_once('?') {
+                    for pair in q.split('&') {
+                        let value = pair.split_once('=').map_or(pair, |(_, v)| v);
+                        d.value(value, span, Place::Query);
+                    }
+                }
+                d.value(url, span, Place::Path);
+            }
+            d.message(record, base);
+        }
+        _ => {
+            let msg = ev.field("message").unwrap_or(record);
+            let at = record.find(msg).unwrap_or(0);
+            d.message(msg, base + at);
+        }
+    }
+    let c = &*COMPILED;
+    for m in c.injection.find_iter(record) {
+        let span = (base + m.start(), base + m.end());
+        d.push(
+            Class::LogInjection,
+            "log-injection",
+            span,
+            m.as_str(),
+            false,
+        );
+    }
+    ev
+}
