@@ -495,6 +495,21 @@ impl Detector<'_> {
         }
     }
 
+    /// Each `name=value` pair of a query string that starts at byte `start`: the value
+    /// and the name, each with its own span.
+    fn query(&mut self, q: &str, start: usize) {
+        let mut at = start;
+        for pair in q.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or(("", pair));
+            let value_at = at + pair.len() - value.len();
+            self.value(value, (value_at, value_at + value.len()), Place::Query);
+            if !name.is_empty() {
+                self.value(name, (at, at + name.len()), Place::Query);
+            }
+            at += pair.len() + 1;
+        }
+    }
+
     /// A web request: path, each query value, user agent, referer, size.
     fn web(&mut self, ev: &LogEvent, base: usize, raw: &str) {
         let span_of = |v: &str| -> (usize, usize) {
@@ -516,17 +531,7 @@ impl Detector<'_> {
             let q_span = span_of(q);
             // Whole, too: a payload may span `&` (`cmd=&& whoami`).
             self.value(q, q_span, Place::Query);
-            for pair in q.split('&') {
-                let (name, value) = pair.split_once('=').unwrap_or(("", pair));
-                let span = match q.find(pair) {
-                    Some(at) => (q_span.0 + at, q_span.0 + at + pair.len()),
-                    None => q_span,
-                };
-                self.value(value, span, Place::Query);
-                if !name.is_empty() {
-                    self.value(name, span, Place::Query);
-                }
-            }
+            self.query(q, q_span.0);
         }
         for header in ["user_agent", "referer", "cs(Referer)"] {
             if let Some(v) = ev.field(header).filter(|v| !is_placeholder(v)) {
@@ -543,9 +548,14 @@ impl Detector<'_> {
         let bytes: u64 = ev.field("bytes").and_then(|b| b.parse().ok()).unwrap_or(0);
         let ok = ev.field("status").is_some_and(|s| s.starts_with('2'));
         if ok && bytes >= LARGE_RESPONSE_BYTES && !is_media(path) {
-            let text = format!("{bytes} bytes");
-            let span = span_of(ev.field("bytes").unwrap_or(""));
-            self.push(Class::LargeResponse, "large-response", span, &text, false);
+            let size = ev.field("bytes").unwrap_or("");
+            self.push(
+                Class::LargeResponse,
+                "large-response",
+                span_of(size),
+                size,
+                false,
+            );
         }
     }
 
@@ -554,24 +564,16 @@ impl Detector<'_> {
     fn message(&mut self, text: &str, base: usize) {
         let span = (base, base + text.len());
         let c = &*COMPILED;
-        if c.auth_failure.is_match(text) {
-            let m = c
-                .auth_failure
-                .find(text)
-                .map(|m| m.as_str())
-                .unwrap_or(text);
-            self.push(Class::AuthFailure, "auth-failure", span, m, false);
+        if let Some(m) = c.auth_failure.find(text) {
+            let at = (base + m.start(), base + m.end());
+            self.push(Class::AuthFailure, "auth-failure", at, m.as_str(), false);
         }
         self.value(text, span, Place::Message);
         // URLs inside a message (proxy logs, application logs) are requests too.
         for (at, word) in words(text) {
             if let Some((path, query)) = word.split_once('?') {
                 if path.contains('/') {
-                    for pair in query.split('&') {
-                        let value = pair.split_once('=').map_or(pair, |(_, v)| v);
-                        let s = (base + at, base + at + word.len());
-                        self.value(value, s, Place::Query);
-                    }
+                    self.query(query, base + at + path.len() + 1);
                 }
             }
         }
@@ -626,11 +628,8 @@ pub(crate) fn record_signals(base: usize, record: &str, out: &mut Vec<Signal>) -
                     Some(at) => (base + at, base + at + url.len()),
                     None => (base, base + record.len()),
                 };
-                if let Some((_, q)) = url.split_once('?') {
-                    for pair in q.split('&') {
-                        let value = pair.split_once('=').map_or(pair, |(_, v)| v);
-                        d.value(value, span, Place::Query);
-                    }
+                if let Some((path, q)) = url.split_once('?') {
+                    d.query(q, span.0 + path.len() + 1);
                 }
                 d.value(url, span, Place::Path);
             }

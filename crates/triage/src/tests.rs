@@ -183,19 +183,25 @@ fn incidents_never_take_the_fast_path() {
 
 #[test]
 fn signal_spans_point_into_the_entry() {
-    let line = access("/p.php?id=7%20UNION%20SELECT%201--&x=1", "sqlmap/1.7");
-    for s in Triage::builtin().assess(&line).signals {
-        let slice = &line[s.start..s.end];
-        if s.decoded {
-            assert_eq!(
-                decode::decode(slice.split_once('=').map_or(slice, |p| p.1), true),
-                s.text
-            );
-        } else {
-            assert!(
-                slice.contains(&s.text) || s.text.contains(slice),
-                "{s:?} / {slice}"
-            );
+    let lines = [
+        access("/p.php?id=7%20UNION%20SELECT%201--&x=1", "sqlmap/1.7"),
+        access("/a/../../etc/passwd?f=php://filter/resource=x", "() { :; }; /bin/sh"),
+        "Nov 12 09:20:01 web01 sshd[2211]: Failed password for root from 185.220.101.4 port 51122 ssh2".to_string(),
+        "Nov 12 09:20:01 web01 app[1]: GET /q?x=%27%20or%201=1-- from 10.0.0.1".to_string(),
+    ];
+    for line in &lines {
+        let signals = Triage::builtin().assess(line).signals;
+        assert!(!signals.is_empty(), "{line}");
+        for s in signals {
+            let slice = &line[s.start..s.end];
+            let shown = if s.decoded {
+                [decode::decode(slice, true), decode::decode(slice, false)]
+                    .into_iter()
+                    .any(|d| d.starts_with(&s.text))
+            } else {
+                slice.starts_with(&s.text)
+            };
+            assert!(shown, "{s:?} does not show {slice:?}");
         }
     }
 }
