@@ -12,6 +12,7 @@ use opensoc_model::{Kernels, KvCache, Model, ModelError};
 use opensoc_verdict::{Answer, Severity};
 
 use crate::batch::{Direct, Step};
+use opensoc_triage::Bounds;
 
 /// Prefix tree over the token sequences of a field's complete lines.
 #[derive(Debug, Default)]
@@ -106,7 +107,15 @@ pub struct Grammar {
     type_techniques: Vec<Option<(Vec<u32>, usize)>>,
     /// Write the type's technique instead of letting the model choose one.
     technique_follows_type: bool,
+    /// Per threat type (by value index): its taxonomy category.
+    type_categories: Vec<String>,
 }
+
+/// The category of "No Threat Detected": a benign verdict.
+const BENIGN_CATEGORY: &str = "NO THREAT";
+
+/// Highest risk score a benign verdict may carry.
+pub const BENIGN_MAX_RISK: u8 = 10;
 
 /// Placeholder the training data uses where no technique applies (benign traffic).
 const NOT_APPLICABLE: &str = "N/A";
@@ -193,6 +202,10 @@ impl Grammar {
                 None => None,
             });
         }
+        let type_categories = threat_types
+            .iter()
+            .map(|t| taxonomy.category_of(t).unwrap_or_default().to_string())
+            .collect();
         let mut tactics = BTreeMap::new();
         for v in &technique_values {
             if !tactics.contains_key(&v.tactics) {
@@ -238,6 +251,7 @@ impl Grammar {
             technique_beam: 1,
             type_techniques,
             technique_follows_type: true,
+            type_categories,
         })
     }
 
@@ -345,14 +359,33 @@ impl Decoder<'_> {
 
     /// Walks `choice`'s trie: forced tokens are appended, branches go to the model.
     fn choose(&mut self, choice: &Choice) -> Result<(usize, f32), ModelError> {
+        self.choose_among(choice, &|_| true)
+    }
+
+    /// [`Decoder::choose`] among the values `allowed` admits: branches that lead to none
+    /// of them are closed, so one allowed value is written without asking the model, and
+    /// the probability is that of the choice against the allowed alternatives.
+    fn choose_among(
+        &mut self,
+        choice: &Choice,
+        allowed: &dyn Fn(usize) -> bool,
+    ) -> Result<(usize, f32), ModelError> {
         let trie = &choice.trie;
+        let open = open_nodes(trie, allowed);
+        if !open[0] {
+            return Err(ModelError::Tokenizer("grammar: no value is allowed".into()));
+        }
         let mut node = 0;
         let mut prob = 1.0f32;
         loop {
             if let Some(value) = trie.terminal[node] {
                 return Ok((value, prob));
             }
-            let children = &trie.children[node];
+            let children: Vec<(u32, usize)> = trie.children[node]
+                .iter()
+                .copied()
+                .filter(|&(_, c)| open[c])
+                .collect();
             let next = match children.as_slice() {
                 [] => return Err(ModelError::Tokenizer("grammar has a dead end".into())),
                 [(t, child)] => (*t, *child),
@@ -364,7 +397,7 @@ impl Decoder<'_> {
                         .fold(f32::NEG_INFINITY, f32::max);
                     let mut best = (children[0], f32::NEG_INFINITY);
                     let mut total = 0.0f32;
-                    for &(t, child) in children {
+                    for &(t, child) in &children {
                         let l = logits.get(t as usize).copied().unwrap_or(f32::NEG_INFINITY);
                         total += (l - max).exp();
                         if l > best.1 {
@@ -416,8 +449,14 @@ impl Decoder<'_> {
     /// (a technique's name after its ID: a small model knows "Exploit Public-Facing
     /// Application" better than the digits of T1190). Returns the best complete line
     /// and its probability against the other complete lines the search reached.
-    fn choose_beam(&mut self, choice: &Choice, width: usize) -> Result<(usize, f32), ModelError> {
+    fn choose_beam(
+        &mut self,
+        choice: &Choice,
+        width: usize,
+        allowed: &dyn Fn(usize) -> bool,
+    ) -> Result<(usize, f32), ModelError> {
         let trie = &choice.trie;
+        let open = open_nodes(trie, allowed);
         let logits = self.logits()?.to_vec();
         let mut beam = vec![Hyp {
             node: 0,
@@ -449,7 +488,7 @@ impl Decoder<'_> {
                         }
                         children => {
                             self.flush(&mut h)?;
-                            for &(t, child) in children {
+                            for &(t, child) in children.iter().filter(|&&(_, c)| open[c]) {
                                 let score = h.logp + log_prob(&h.logits, t);
                                 candidates.push((score, parents.len(), t, child));
                             }
@@ -535,6 +574,17 @@ impl Decoder<'_> {
     }
 }
 
+/// Marks the nodes of `trie` under which a value that `allowed` admits ends. Nodes are
+/// created after their parents, so one backward pass suffices.
+fn open_nodes(trie: &Trie, allowed: &dyn Fn(usize) -> bool) -> Vec<bool> {
+    let mut open = vec![false; trie.children.len()];
+    for node in (0..trie.children.len()).rev() {
+        open[node] = trie.terminal[node].is_some_and(allowed)
+            || trie.children[node].iter().any(|&(_, c)| open[c]);
+    }
+    open
+}
+
 /// A partial line of [`Decoder::choose_beam`], with its own cache.
 struct Hyp {
     node: usize,
@@ -593,10 +643,16 @@ pub fn decode(
         prompt_rest,
         narrative,
         token_by_token,
+        &Bounds::ANY,
     )
 }
 
-/// [`decode`] with the model steps run by `step`.
+/// [`decode`] with the model steps run by `step`, the threat type within `bounds`.
+///
+/// Whatever the bounds, the verdict is consistent: "No Threat" comes with no technique,
+/// no tactic, severity LOW and a risk score of at most [`BENIGN_MAX_RISK`]; a threat
+/// comes with a technique and a risk score above 0.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn decode_via(
     step: &dyn Step,
     model: &Model,
@@ -605,6 +661,7 @@ pub(crate) fn decode_via(
     prompt_rest: &[u32],
     narrative: Option<NarrativeLimits>,
     token_by_token: bool,
+    bounds: &Bounds,
 ) -> Result<Decoded, ModelError> {
     let mut d = Decoder {
         model,
@@ -620,9 +677,20 @@ pub(crate) fn decode_via(
     d.token_by_token = token_by_token;
 
     let mut conf = FieldConfidence::default();
-    let (t, p) = d.choose(&grammar.threat_type)?;
+    let type_allowed = |v: usize| {
+        let category = grammar.type_categories[v].as_str();
+        (bounds.benign_allowed || category != BENIGN_CATEGORY)
+            && bounds
+                .categories
+                .as_ref()
+                .is_none_or(|c| c.contains(&category))
+    };
+    let (t, p) = d.choose_among(&grammar.threat_type, &type_allowed)?;
     conf.threat_type = p;
     let threat_type = grammar.threat_type.values[t].clone();
+    let benign = grammar.type_categories[t] == BENIGN_CATEGORY;
+    // Index 0 of the technique values is the N/A placeholder.
+    let technique_allowed = |v: usize| (v == 0) == benign;
     let implied = grammar
         .type_techniques
         .get(t)
@@ -630,14 +698,18 @@ pub(crate) fn decode_via(
         .filter(|_| grammar.technique_follows_type);
     // A beam of one makes the greedy choice but would report certainty (one complete
     // line); the greedy walk gives the branch probabilities.
-    let (t, p) = if let Some((line, value)) = implied {
+    let (t, p) = if let Some((line, value)) = implied.filter(|(_, v)| technique_allowed(*v)) {
         // As certain as the type it follows.
         d.push(line);
         (*value, conf.threat_type)
-    } else if grammar.technique_beam > 1 {
-        d.choose_beam(&grammar.technique, grammar.technique_beam)?
+    } else if grammar.technique_beam > 1 && !benign {
+        d.choose_beam(
+            &grammar.technique,
+            grammar.technique_beam,
+            &technique_allowed,
+        )?
     } else {
-        d.choose(&grammar.technique)?
+        d.choose_among(&grammar.technique, &technique_allowed)?
     };
     conf.technique = p;
     let technique = grammar.technique_values[t].clone();
@@ -648,10 +720,19 @@ pub(crate) fn decode_via(
     let (t, p) = d.choose(tactic_choice)?;
     conf.tactic = p;
     let tactic = tactic_choice.values[t].clone();
-    let (t, p) = d.choose(&grammar.severity)?;
+    let low = |v: usize| grammar.severity.values[v] == Severity::Low.as_str();
+    let (t, p) = d.choose_among(&grammar.severity, &|v| !benign || low(v))?;
     conf.severity = p;
     let severity = grammar.severity.values[t].parse::<Severity>().ok();
-    let (t, p) = d.choose(&grammar.risk_score)?;
+    // Risk score values are the numbers 0-100 in order.
+    let risk_allowed = |v: usize| {
+        if benign {
+            v <= usize::from(BENIGN_MAX_RISK)
+        } else {
+            v > 0
+        }
+    };
+    let (t, p) = d.choose_among(&grammar.risk_score, &risk_allowed)?;
     conf.risk_score = p;
     let risk_score = grammar.risk_score.values[t].parse::<u8>().ok();
 

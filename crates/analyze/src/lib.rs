@@ -8,10 +8,11 @@ mod grammar;
 
 use opensoc_attack::{parse_technique_field, Catalog, Taxonomy};
 use opensoc_model::{GenerateOptions, Kernels, Model, ModelError, PrefixCache};
+use opensoc_triage::{Assessment, Bounds, Route, Triage};
 use opensoc_verdict::prompt::{Prompt, INSTRUCTION, STOP_MARKERS};
-use opensoc_verdict::{parse_answer, Answer, Verdict};
+use opensoc_verdict::{parse_answer, Answer, DetectorHit, Severity, Verdict};
 
-pub use grammar::{decode, Decoded, FieldConfidence, Grammar, NarrativeLimits};
+pub use grammar::{decode, Decoded, FieldConfidence, Grammar, NarrativeLimits, BENIGN_MAX_RISK};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
@@ -42,6 +43,12 @@ pub struct AnalyzerConfig {
     /// Under the grammar: the technique is the one the taxonomy assigns the chosen threat
     /// type, where it assigns one; `false` lets the model choose it for every type.
     pub technique_follows_type: bool,
+    /// Detectors and the benign fast path, before the model.
+    pub triage: Triage,
+    /// Under the grammar: keep the verdict within what the detector signals allow (a
+    /// payload is never "No Threat"; a web request's category is one its signals name).
+    /// `false` only for measuring what the bounds change.
+    pub signal_bounds: bool,
 }
 
 impl Default for AnalyzerConfig {
@@ -55,9 +62,14 @@ impl Default for AnalyzerConfig {
             min_confidence: None,
             technique_beam: 1,
             technique_follows_type: true,
+            triage: Triage::builtin(),
+            signal_bounds: true,
         }
     }
 }
+
+/// The fine type of a fast-path verdict.
+pub const NO_THREAT_TYPE: &str = "No Threat Detected — Normal Traffic";
 
 pub struct Analyzer {
     model: Model,
@@ -103,8 +115,50 @@ impl Analyzer {
         &self.model
     }
 
+    /// Shortens `text` to at most `max_input_tokens` tokens. Where detectors hit, the
+    /// cut keeps the text around the hits (and the record's start and end) and drops what
+    /// lies between, so padding cannot push a payload out of what the model reads; else
+    /// the middle goes. Every cut is marked in the text and reported in the warning.
+    fn fit_input(
+        &self,
+        text: &str,
+        assessment: &Assessment,
+    ) -> Result<(String, Option<String>), ModelError> {
+        let max_tokens = self.config.max_input_tokens;
+        let max_bytes = max_tokens * MAX_BYTES_PER_TOKEN;
+        let fits = |t: &str| -> Result<bool, ModelError> {
+            Ok(t.len() <= max_bytes && self.model.tokenizer.encode(t, false)?.len() <= max_tokens)
+        };
+        if fits(text)? {
+            return Ok((text.to_string(), None));
+        }
+        let hits = assessment
+            .signals
+            .iter()
+            .filter(|s| s.class != opensoc_triage::Class::LogInjection);
+        let focus = hits.fold(None, |acc: Option<(usize, usize)>, s| {
+            Some(acc.map_or((s.start, s.end), |(a, b)| (a.min(s.start), b.max(s.end))))
+        });
+        if let Some((start, end)) = focus {
+            // A few bytes per token is typical of log text; halve until it fits.
+            let mut budget = max_tokens * 4;
+            while budget >= 64 {
+                let shown = keep_around(text, start, end, budget);
+                if fits(&shown.0)? {
+                    let warning = format!(
+                        "input shortened to {max_tokens} tokens around the detector hits ({} bytes cut)",
+                        shown.1
+                    );
+                    return Ok((shown.0, Some(warning)));
+                }
+                budget /= 2;
+            }
+        }
+        self.cut_middle(text)
+    }
+
     /// Shortens `text` in the middle to at most `max_input_tokens` tokens.
-    fn fit_input(&self, text: &str) -> Result<(String, Option<String>), ModelError> {
+    fn cut_middle(&self, text: &str) -> Result<(String, Option<String>), ModelError> {
         let max_tokens = self.config.max_input_tokens;
         let max_bytes = max_tokens * MAX_BYTES_PER_TOKEN;
         let mut cut_bytes = 0;
@@ -144,36 +198,80 @@ impl Analyzer {
     /// Analyses one entry. `id` names it in the verdict and in errors. Where the weights
     /// are mixed, one-token steps take the quantized copies (fastest for one entry).
     pub fn analyze(&self, id: &str, log_text: &str) -> Result<Verdict, AnalyzeError> {
+        let assessment = self.config.triage.assess(log_text);
+        if let Some(v) = self.fast_path(id, log_text, &assessment) {
+            return Ok(v);
+        }
         let direct = batch::Direct {
             llama: &self.model.llama,
             kernels: Kernels::ByRows,
         };
-        self.analyze_via(&direct, id, log_text)
+        self.analyze_via(&direct, id, log_text, &assessment)
     }
 
-    /// Analyses `(id, text)` entries together: under the grammar their model steps run
-    /// in shared passes (see `batch`), which is faster on a CPU than one entry after
-    /// another; verdicts come back in order, each with its own error if it failed.
-    /// Every pass takes the f32 weights, so an entry's verdict does not depend on the
-    /// other entries, nor on whether it came alone. Without the grammar, entries run one
-    /// after another.
+    /// Analyses `(id, text)` entries together: triage decides what it can first, and
+    /// under the grammar the model steps of the rest run in shared passes (see `batch`),
+    /// which is faster on a CPU than one entry after another; verdicts come back in
+    /// order, each with its own error if it failed. Every pass takes the f32 weights, so
+    /// an entry's verdict does not depend on the other entries, nor on whether it came
+    /// alone. Without the grammar, entries run one after another.
     pub fn analyze_batch(
         &self,
         entries: &[(String, String)],
     ) -> Vec<Result<Verdict, AnalyzeError>> {
-        if self.grammar.is_none() || entries.len() < 2 {
+        let mut results: Vec<Option<Result<Verdict, AnalyzeError>>> = Vec::new();
+        let mut for_model = Vec::new();
+        for (i, (id, text)) in entries.iter().enumerate() {
+            let assessment = self.config.triage.assess(text);
+            match self.fast_path(id, text, &assessment) {
+                Some(v) => results.push(Some(Ok(v))),
+                None => {
+                    results.push(None);
+                    for_model.push((i, assessment));
+                }
+            }
+        }
+        let run = |(i, assessment): &(usize, Assessment), step: &dyn batch::Step| {
+            let (id, text) = &entries[*i];
+            self.analyze_via(step, id, text, assessment)
+        };
+        let verdicts: Vec<_> = if self.grammar.is_none() || for_model.len() < 2 {
             let direct = batch::Direct {
                 llama: &self.model.llama,
                 kernels: Kernels::Dense,
             };
-            return entries
-                .iter()
-                .map(|(id, text)| self.analyze_via(&direct, id, text))
-                .collect();
+            for_model.iter().map(|item| run(item, &direct)).collect()
+        } else {
+            batch::run_batched(&self.model.llama, &for_model, run)
+        };
+        for ((i, _), v) in for_model.iter().zip(verdicts) {
+            results[*i] = Some(v);
         }
-        batch::run_batched(&self.model.llama, entries, |(id, text), step| {
-            self.analyze_via(step, id, text)
-        })
+        results.into_iter().flatten().collect()
+    }
+
+    /// The verdict of an entry that a fast-path rule decides, without the model.
+    fn fast_path(&self, id: &str, text: &str, assessment: &Assessment) -> Option<Verdict> {
+        let Route::FastPath { rule } = &assessment.route else {
+            return None;
+        };
+        let mut v = Verdict::from_answer(
+            id.to_string(),
+            text.to_string(),
+            String::new(),
+            Answer::default(),
+        );
+        v.threat_type = Some(NO_THREAT_TYPE.to_string());
+        v.category = self
+            .taxonomy
+            .category_of(NO_THREAT_TYPE)
+            .map(str::to_string);
+        v.severity = Some(Severity::Low);
+        v.risk_score = Some(0);
+        v.decided_by = Some("fast-path".to_string());
+        v.fast_path_rule = Some(rule.clone());
+        annotate(&mut v, assessment);
+        Some(v)
     }
 
     fn analyze_via(
@@ -181,18 +279,23 @@ impl Analyzer {
         step: &dyn batch::Step,
         id: &str,
         log_text: &str,
+        assessment: &Assessment,
     ) -> Result<Verdict, AnalyzeError> {
         let err = |source| AnalyzeError::Model {
             id: id.to_string(),
             source,
         };
-        let (input, shortened) = self.fit_input(log_text).map_err(err)?;
+        let (input, shortened) = self.fit_input(log_text, assessment).map_err(err)?;
         let prompt = Prompt::new(&self.config.instruction, &input);
         let ids = self
             .model
             .tokenizer
             .encode_prompt(&prompt.text())
             .map_err(err)?;
+        let bounds = match &assessment.route {
+            Route::Model(b) if self.config.signal_bounds => b.clone(),
+            _ => Bounds::ANY,
+        };
         let mut verdict = match &self.grammar {
             Some(grammar) => {
                 let (cache, rest) = self.prefix.resume(&self.model, &ids);
@@ -204,6 +307,7 @@ impl Analyzer {
                     rest,
                     self.config.narrative,
                     false,
+                    &bounds,
                 )
                 .map_err(err)?;
                 let mut v = self.verdict(
@@ -241,7 +345,14 @@ impl Analyzer {
                 self.verdict(id, &input, raw, answer)
             }
         };
+        verdict.decided_by = Some("model".to_string());
         verdict.warnings.extend(shortened);
+        if input == log_text {
+            annotate(&mut verdict, assessment);
+        } else {
+            // Offsets must point into the text the verdict shows.
+            annotate(&mut verdict, &self.config.triage.assess(&input));
+        }
         Ok(verdict)
     }
 
@@ -255,6 +366,30 @@ impl Analyzer {
         check_technique(&mut v);
         check_grounding(&mut v);
         v
+    }
+}
+
+/// Adds triage's detector hits to a verdict; text that imitates the analyst's prompt or
+/// answer marks it for review (it never changes the decision: see `opensoc-triage`).
+fn annotate(v: &mut Verdict, assessment: &Assessment) {
+    v.signals = assessment
+        .signals
+        .iter()
+        .map(|s| DetectorHit {
+            class: s.class.name().to_string(),
+            rule: s.rule.to_string(),
+            start: s.start,
+            end: s.end,
+            text: s.text.clone(),
+            decoded: s.decoded,
+        })
+        .collect();
+    if assessment.injection_attempt() {
+        v.needs_review = true;
+        v.warnings.push(
+            "the log text imitates the analyst's prompt or answer format (possible attempt to steer the verdict)"
+                .to_string(),
+        );
     }
 }
 
@@ -315,6 +450,31 @@ fn check_grounding(v: &mut Verdict) {
     }
 }
 
+/// `text` with only its first and last bytes and the bytes around `start..end` kept,
+/// about `budget` bytes in all, cuts marked; and how many bytes were cut.
+fn keep_around(text: &str, start: usize, end: usize, budget: usize) -> (String, usize) {
+    let focus_len = (end - start).min(budget / 2);
+    let end = floor_char_boundary(text, start + focus_len);
+    let start = floor_char_boundary(text, start);
+    let edge = (budget - focus_len) / 2;
+    let head = floor_char_boundary(text, edge.min(start));
+    let tail = ceil_char_boundary(text, text.len().saturating_sub(edge).max(end));
+    let mut out = String::with_capacity(budget + 64);
+    let mut cut = 0;
+    out.push_str(&text[..head]);
+    if start > head {
+        cut += start - head;
+        out.push_str(&format!("\n[... {} bytes cut ...]\n", start - head));
+    }
+    out.push_str(&text[start..end]);
+    if tail > end {
+        cut += tail - end;
+        out.push_str(&format!("\n[... {} bytes cut ...]\n", tail - end));
+    }
+    out.push_str(&text[tail..]);
+    (out, cut)
+}
+
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i = i.min(s.len());
     while !s.is_char_boundary(i) {
@@ -373,6 +533,24 @@ mod tests {
         w.evidence = Some("the user's login \"failed".into());
         check_grounding(&mut w);
         assert!(w.warnings.is_empty(), "{:?}", w.warnings);
+    }
+
+    #[test]
+    fn the_cut_keeps_the_hits_and_the_edges() {
+        let pad = "A".repeat(4000);
+        let text = format!("10.0.0.1 GET /x?{pad}&id=1%27%20OR%201=1--&{pad} HTTP/1.1 200");
+        let start = text.find("1%27").unwrap();
+        let end = start + "1%27%20OR%201=1--".len();
+        let (kept, cut) = keep_around(&text, start, end, 512);
+        assert!(cut > 7000, "{cut}");
+        assert!(kept.starts_with("10.0.0.1 GET"), "{kept}");
+        assert!(kept.contains("1%27%20OR%201=1--"), "{kept}");
+        assert!(kept.ends_with("HTTP/1.1 200"), "{kept}");
+        assert_eq!(kept.matches("bytes cut").count(), 2);
+        assert!(kept.len() < 700, "{}", kept.len());
+        // A hit longer than half the budget is itself shortened, never the edges lost.
+        let (kept, _) = keep_around(&text, 0, text.len(), 256);
+        assert!(kept.len() < 400);
     }
 
     #[test]

@@ -17,5 +17,5 @@ pub mod prompt;
 mod verdict;
 
 pub use verdict::{
-    parse_answer, Answer, Field, ParseSeverityError, Severity, Verdict, VERDICT_KEYS,
+    parse_answer, Answer, DetectorHit, Field, ParseSeverityError, Severity, Verdict, VERDICT_KEYS,
 };

@@ -109,6 +109,33 @@ pub struct Verdict {
     /// Problems found while producing this verdict (input shortened, unknown technique...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What decided the verdict: `model`, or `fast-path` (a triage rule, no model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// The fast-path rule, when `decided_by` is `fast-path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_path_rule: Option<String>,
+    /// Detector hits in the entry, with byte offsets in `input`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<DetectorHit>,
+}
+
+/// One detector hit on the entry (see `opensoc-triage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectorHit {
+    /// Signal class: `sqli`, `xss`, `command-injection`, `path-traversal`,
+    /// `file-inclusion`, `malicious-command`, `scanner`, `probe`, `large-response`,
+    /// `auth-failure`, `log-injection`.
+    pub class: String,
+    /// The detector rule that fired.
+    pub rule: String,
+    /// Byte offsets of the slice of `input` the rule looked at.
+    pub start: usize,
+    pub end: usize,
+    /// What it matched in: the slice, or its decoded form when `decoded`.
+    pub text: String,
+    #[serde(default)]
+    pub decoded: bool,
 }
 
 impl Verdict {
@@ -131,6 +158,9 @@ impl Verdict {
             confidence: None,
             needs_review: false,
             warnings: Vec::new(),
+            decided_by: None,
+            fast_path_rule: None,
+            signals: Vec::new(),
         }
     }
 }
