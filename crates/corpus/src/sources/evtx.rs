@@ -1,0 +1,229 @@
+//! Windows event logs. mdecrevoisier/EVTX-to-MITRE-Attack: recordings of attack
+//! techniques, one `.evtx` per technique, the file name listing the event ids that show
+//! the attack (`ID4688-4698 ...evtx`); only those events are labelled, by event id, and
+//! the background events of the recording are left out. omerbenamram/evtx `samples/`:
+//! ordinary activity of real machines, benign except the event ids the attack rule uses.
+//! Whole files are held out as validation.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{files, rel};
+use crate::build::{Rendered, Sample, Split, Take};
+use crate::error::Problem;
+use crate::label::fine;
+use crate::render::evtx_entries;
+use crate::rng::hash;
+
+pub const MITRE_DIR: &str = "evtx-to-mitre";
+pub const SAMPLES_DIR: &str = "evtx-samples";
+
+/// Rule `evtx-event-id`: the threat type an attack recording's named event id shows.
+pub fn event_label(id: u32) -> Option<&'static str> {
+    match id {
+        4625 => Some(fine::WIN_FAILED_LOGIN),
+        4648 => Some(fine::WIN_EXPLICIT_CREDS),
+        4698 => Some(fine::WIN_SCHEDULED_TASK),
+        4688 => Some(fine::WIN_PROCESS),
+        4697 | 7045 => Some(fine::WIN_SERVICE),
+        4720 => Some(fine::WIN_USER_CREATED),
+        _ => None,
+    }
+}
+
+/// Event ids named in a recording's file name: `ID4688,4698-...`, `ID7045-4697-...`.
+pub fn ids_in_name(name: &str) -> Vec<u32> {
+    let Some(rest) = name.strip_prefix("ID") else {
+        return Vec::new();
+    };
+    let mut ids = Vec::new();
+    for part in rest.split([',', '-', ' ']) {
+        match part.parse::<u32>() {
+            Ok(id) if (1..=65_535).contains(&id) => ids.push(id),
+            _ => break,
+        }
+    }
+    ids
+}
+
+/// The event id an entry's text starts with (`EventID: 4688`).
+pub fn entry_event_id(text: &str) -> Option<u32> {
+    let rest = &text[text.find("EventID: ")? + 9..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// One file in four, by a hash of its path, is held out.
+fn split_of(key: &str) -> Split {
+    if hash(key) % 4 == 0 {
+        Split::Validation
+    } else {
+        Split::Train
+    }
+}
+
+fn evtx_files(root: &Path) -> Vec<std::path::PathBuf> {
+    files(root, &|p| {
+        p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("evtx"))
+    })
+}
+
+fn entries_or_report(
+    root: &Path,
+    path: &Path,
+    problems: &mut Vec<Problem>,
+) -> Vec<opensoc_ingest::Entry> {
+    match evtx_entries(path) {
+        Ok(e) => e,
+        Err(reason) => {
+            problems.push(Problem {
+                path: rel(root, path),
+                line: 0,
+                reason,
+            });
+            Vec::new()
+        }
+    }
+}
+
+fn sample(
+    key: String,
+    e: &opensoc_ingest::Entry,
+    fine_type: &'static str,
+    rule: &str,
+    source: &'static str,
+    split: Split,
+    evidence: String,
+) -> Sample {
+    Sample {
+        key,
+        text: String::new(),
+        fine_type,
+        rule: rule.to_owned(),
+        source,
+        split,
+        status: None,
+        evidence,
+        take: Take::Single,
+        rendered: Some(Rendered {
+            input: e.text.clone(),
+            format: e.format.name(),
+            events: e.events,
+        }),
+    }
+}
+
+/// Per-file cap of events per event id: recordings repeat the same event many times.
+const PER_ID: usize = 4;
+
+pub fn read_attacks(root: &Path, _seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Problem>) {
+    for path in evtx_files(root) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ids = ids_in_name(&name);
+        if !ids.iter().any(|id| event_label(*id).is_some()) {
+            continue;
+        }
+        let key = rel(root, &path);
+        let split = split_of(&key);
+        let mut per_id: BTreeMap<u32, usize> = BTreeMap::new();
+        for (i, e) in entries_or_report(root, &path, problems).iter().enumerate() {
+            let Some(id) = entry_event_id(&e.text) else {
+                continue;
+            };
+            let Some(fine_type) = ids.contains(&id).then(|| event_label(id)).flatten() else {
+                continue; // background event of the recording
+            };
+            let n = per_id.entry(id).or_insert(0);
+            if *n >= PER_ID {
+                continue;
+            }
+            *n += 1;
+            let evidence = format!(
+                "Event {id}: {}",
+                crate::label::clip(
+                    e.text
+                        .lines()
+                        .find(|l| l.starts_with("Description:") || l.contains("CommandLine"))
+                        .unwrap_or(""),
+                    140
+                )
+            );
+            out.push(sample(
+                format!("{key}#{i}"),
+                e,
+                fine_type,
+                "evtx-event-id",
+                "evtx-to-mitre",
+                split,
+                evidence,
+            ));
+        }
+    }
+}
+
+pub fn read_normal(root: &Path, _seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Problem>) {
+    for path in evtx_files(root) {
+        let key = rel(root, &path);
+        let split = split_of(&key);
+        let mut per_id: BTreeMap<u32, usize> = BTreeMap::new();
+        for (i, e) in entries_or_report(root, &path, problems).iter().enumerate() {
+            let Some(id) = entry_event_id(&e.text) else {
+                continue;
+            };
+            // Ids the attack rule labels are left out: a normal 4688 or 4625 and an
+            // attack's look alike to the model without context.
+            if event_label(id).is_some() || e.incident.is_some() {
+                continue;
+            }
+            let n = per_id.entry(id).or_insert(0);
+            if *n >= PER_ID {
+                continue;
+            }
+            *n += 1;
+            let evidence = format!(
+                "Routine event {id} of normal system activity: {}",
+                crate::label::clip(
+                    e.text
+                        .lines()
+                        .find(|l| l.starts_with("Description:"))
+                        .unwrap_or("no attack indicator"),
+                    140
+                )
+            );
+            out.push(sample(
+                format!("{key}#{i}"),
+                e,
+                fine::BENIGN,
+                "evtx-normal-activity",
+                "evtx-samples",
+                split,
+                evidence,
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_from_recording_names() {
+        assert_eq!(
+            ids_in_name("ID4688,4698,4699,5145,4624-ATexec remote.evtx"),
+            vec![4688, 4698, 4699, 5145, 4624]
+        );
+        assert_eq!(
+            ids_in_name("ID7045-4697-SMBexec service registration.evtx"),
+            vec![7045, 4697]
+        );
+        assert_eq!(ids_in_name("ID4720-Local user created.evtx"), vec![4720]);
+        assert!(ids_in_name("Sysmon-DNS.evtx").is_empty());
+        assert_eq!(entry_event_id("EventID: 4688\nTimestamp: x"), Some(4688));
+        assert_eq!(entry_event_id("no id"), None);
+    }
+}
