@@ -47,6 +47,10 @@ pub struct Record {
     pub label_rule: String,
     /// The taxonomy category of the threat type, for per-category counts.
     pub category: String,
+    /// The raw log lines the input was rendered from (empty for EVTX records); kept for
+    /// tests and audits, not written.
+    #[serde(skip)]
+    pub raw: String,
 }
 
 /// What a source hands the build: raw log text and its label.
@@ -252,6 +256,7 @@ pub(crate) fn push(
         split: s.split,
         label_rule: s.rule.clone(),
         category: category.to_owned(),
+        raw: s.text.clone(),
     });
     Ok(())
 }
