@@ -175,7 +175,7 @@ fn benign_target(family: WebFamily, rng: &mut Rng) -> (&'static str, String, u16
     } else {
         Encoding::Percent
     };
-    let q = |rng: &mut Rng| encode(*rng.pick(SEARCH_TERMS), enc);
+    let q = |rng: &mut Rng| encode(rng.pick::<&str>(SEARCH_TERMS), enc);
     match family {
         WebFamily::WordPress => match rng.below(12) {
             0 => ("GET", "/".into(), 200),

@@ -524,6 +524,20 @@ pub fn attack_request(raw: &str, placement: Placement, rng: &mut Rng) -> (Reques
     (req, shown)
 }
 
+/// A request whose query value is `encoded` exactly as given (already percent-encoded).
+pub fn attack_request_encoded(encoded: &str, rng: &mut Rng) -> (Request, String) {
+    let (mut req, _) = attack_request("x", Placement::Query, rng);
+    let endpoint = *rng.pick(ENDPOINTS);
+    req.target = format!(
+        "{}?{}{}={}",
+        endpoint.path,
+        endpoint.prefix,
+        endpoint.param,
+        encoded.replace(' ', "+")
+    );
+    (req, encoded.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

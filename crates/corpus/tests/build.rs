@@ -20,6 +20,7 @@ fn config() -> BuildConfig {
             syslog_train: 16,
             syslog_validation: 6,
             ssh_bursts_train: 3,
+            ssh_bursts_validation: 1,
         },
     }
 }
@@ -48,7 +49,9 @@ fn inputs_are_what_ingest_reader_and_the_file_intake_render() {
     for (i, r) in with_raw.iter().enumerate() {
         let (entries, _) = ingest_reader("x.log", r.raw.as_bytes(), &cfg);
         assert!(
-            entries.iter().any(|e| e.text == r.input && e.format.name() == r.format),
+            entries
+                .iter()
+                .any(|e| e.text == r.input && e.format.name() == r.format),
             "ingest_reader renders {:?} otherwise than {:?}",
             r.raw,
             r.input
@@ -71,11 +74,20 @@ fn inputs_are_what_ingest_reader_and_the_file_intake_render() {
 fn label_rules_on_fixtures() {
     let c = corpus();
     let crs = by_rule(&c, "crs-942-sqli+sqli-subtype");
-    assert_eq!(crs.len(), 2, "two SQLi tests; the JSON-body test is not in access logs");
-    assert!(crs.iter().all(|r| r.category == "SQL INJECTION" && r.split == Split::Train));
-    assert!(crs.iter().any(|r| r.output.starts_with("THREAT_TYPE: SQL Injection — UNION-based SQLi\n")));
+    assert_eq!(
+        crs.len(),
+        2,
+        "two SQLi tests; the JSON-body test is not in access logs"
+    );
+    assert!(crs
+        .iter()
+        .all(|r| r.category == "SQL INJECTION" && r.split == Split::Train));
+    assert!(crs.iter().any(|r| r
+        .output
+        .starts_with("THREAT_TYPE: SQL Injection — UNION-based SQLi\n")));
     // The form body moved into the query string, as a GET.
-    assert!(crs.iter().any(|r| r.input.contains("user=42%20OR%201%3D1") && r.input.contains("\"GET ")
+    assert!(crs.iter().any(|r| r.input.contains("user=42%20OR%201%3D1")
+        && r.input.contains("\"GET ")
         || r.input.contains(" GET ") && r.input.contains("user=42%20OR%201%3D1")));
 
     let fp = by_rule(&c, "crs-must-not-fire");
@@ -84,20 +96,33 @@ fn label_rules_on_fixtures() {
     assert!(fp[0].output.starts_with("THREAT_TYPE: No Threat Detected — Normal Traffic\nMITRE_TECHNIQUE: N/A (N/A)\nMITRE_TACTIC: N/A\nSEVERITY: LOW\n"));
 
     assert_eq!(by_rule(&c, "libinjection-false-positive").len(), 3);
-    let time = c.records.iter().find(|r| r.source == "libinjection" && r.output.contains("Time-based Blind"));
+    let time = c
+        .records
+        .iter()
+        .find(|r| r.source == "libinjection" && r.output.contains("Time-based Blind"));
     assert!(time.is_some(), "SLEEP( gives the time-based sub-type");
     assert_eq!(by_rule(&c, "libinjection-xss-file").len(), 2);
 
-    let waf: Vec<&Record> = c.records.iter().filter(|r| r.source == "waf-bypass").collect();
+    let waf: Vec<&Record> = c
+        .records
+        .iter()
+        .filter(|r| r.source == "waf-bypass")
+        .collect();
     assert_eq!(waf.len(), 2, "cookie-only payload left out");
     assert!(waf.iter().all(|r| r.split == Split::Validation));
-    assert!(waf.iter().any(|r| r.category == "NO THREAT" && r.input.contains("/images/summer-collection.png")));
+    assert!(waf
+        .iter()
+        .any(|r| r.category == "NO THREAT" && r.input.contains("/images/summer-collection.png")));
 
     // Twelve failures from one address: one incident, labelled; no single-line records.
     let bf = by_rule(&c, "crowdsec-test-ssh-bf");
     assert_eq!(bf.len(), 1);
     assert!(bf[0].input.contains("198.51.100.77") && bf[0].category == "SSH BRUTE FORCE");
-    assert!(bf[0].output.contains("RISK_SCORE: 76\n"), "{}", bf[0].output);
+    assert!(
+        bf[0].output.contains("RISK_SCORE: 76\n"),
+        "{}",
+        bf[0].output
+    );
     assert_eq!(by_rule(&c, "crowdsec-test-sshd-logs-fp").len(), 2);
 
     // The real shop line with SQL syntax is left out, the two ordinary ones are kept.
@@ -113,7 +138,11 @@ fn label_rules_on_fixtures() {
             .and_then(|v| v.parse().ok())
             .expect("risk line");
         if r.category == "NO THREAT" {
-            assert!(risk <= 10 && r.output.contains("SEVERITY: LOW\n"), "{}", r.output);
+            assert!(
+                risk <= 10 && r.output.contains("SEVERITY: LOW\n"),
+                "{}",
+                r.output
+            );
         } else {
             assert!(risk > 10, "{}", r.output);
         }
@@ -127,7 +156,14 @@ fn two_builds_are_byte_identical_and_the_seed_matters() {
     let a = jsonl(&corpus());
     let b = jsonl(&corpus());
     assert_eq!(a, b);
-    let other = build(&sources(), &BuildConfig { seed: 8, ..config() }).expect("build");
+    let other = build(
+        &sources(),
+        &BuildConfig {
+            seed: 8,
+            ..config()
+        },
+    )
+    .expect("build");
     assert_ne!(a, jsonl(&other));
 }
 
@@ -137,11 +173,23 @@ fn at_least_half_benign_in_each_split_and_every_web_format() {
     for split in [Split::Train, Split::Validation] {
         let all: Vec<&Record> = c.split(split).collect();
         let benign = all.iter().filter(|r| r.category == "NO THREAT").count();
-        assert!(!all.is_empty() && benign * 2 >= all.len(), "{split:?}: {benign} of {}", all.len());
-    }
-    for format in ["access-combined", "access-common", "w3c", "syslog-3164", "syslog-5424"] {
         assert!(
-            c.records.iter().any(|r| r.format == format && r.category == "NO THREAT"),
+            !all.is_empty() && benign * 2 >= all.len(),
+            "{split:?}: {benign} of {}",
+            all.len()
+        );
+    }
+    for format in [
+        "access-combined",
+        "access-common",
+        "w3c",
+        "syslog-3164",
+        "syslog-5424",
+    ] {
+        assert!(
+            c.records
+                .iter()
+                .any(|r| r.format == format && r.category == "NO THREAT"),
             "no benign {format} record"
         );
     }
@@ -151,7 +199,11 @@ fn at_least_half_benign_in_each_split_and_every_web_format() {
 fn malformed_source_files_are_reported_and_skipped() {
     let c = corpus();
     let yaml = c.problems.iter().find(|p| p.path.ends_with("941999.yaml"));
-    assert!(yaml.is_some_and(|p| p.reason.starts_with("invalid YAML")), "{:?}", c.problems);
+    assert!(
+        yaml.is_some_and(|p| p.reason.starts_with("invalid YAML")),
+        "{:?}",
+        c.problems
+    );
     let json = c.problems.iter().find(|p| p.path.ends_with("XSS/2.json"));
     assert!(json.is_some_and(|p| p.reason.starts_with("invalid JSON") && p.line > 0));
     // The rest of those sources still went in.

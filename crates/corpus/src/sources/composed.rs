@@ -16,16 +16,18 @@ pub struct ComposedCounts {
     pub syslog_train: usize,
     pub syslog_validation: usize,
     pub ssh_bursts_train: usize,
+    pub ssh_bursts_validation: usize,
 }
 
 impl Default for ComposedCounts {
     fn default() -> Self {
         ComposedCounts {
-            web_train: 820,
+            web_train: 440,
             web_validation: 330,
-            syslog_train: 330,
+            syslog_train: 240,
             syslog_validation: 110,
-            ssh_bursts_train: 70,
+            ssh_bursts_train: 60,
+            ssh_bursts_validation: 20,
         }
     }
 }
@@ -93,7 +95,12 @@ pub fn read(seed: u64, counts: &ComposedCounts, out: &mut Vec<Sample>) {
             rendered: None,
         });
     }
-    for i in 0..counts.ssh_bursts_train {
+    for i in 0..counts.ssh_bursts_train + counts.ssh_bursts_validation {
+        let split = if i < counts.ssh_bursts_train {
+            Split::Train
+        } else {
+            Split::Validation
+        };
         let key = format!("composed/ssh-brute-force/{i}");
         let mut rng = Rng::for_item(seed, &key);
         let n = rng.range(6, 60) as usize;
@@ -103,7 +110,7 @@ pub fn read(seed: u64, counts: &ComposedCounts, out: &mut Vec<Sample>) {
             fine_type: fine::SSH_BRUTE_FORCE,
             rule: "composed-ssh-brute-force".into(),
             source: "composed-syslog",
-            split: Split::Train,
+            split,
             status: None,
             evidence: String::new(),
             take: Take::Incidents,

@@ -26,11 +26,15 @@ const FAMILIES: &[&str] = &["913", "930", "931", "932", "941", "942"];
 
 /// Threat type of a positive test of `rule`, from the decoded payload where the family
 /// has sub-types (rule names in docs/DATA.md).
-pub fn family_label(rule: u32, decoded: &str) -> Option<(&'static str, &'static str)> {
+pub fn family_label(
+    rule: u32,
+    decoded: &str,
+    placement: Placement,
+) -> Option<(&'static str, &'static str)> {
     match rule / 1000 {
         913 => Some((fine::RECON, "crs-913-scanner")),
         930 if rule == 930_130 => Some((fine::RECON, "crs-930130-restricted-file")),
-        930 => Some(lfi_or_traversal(decoded)),
+        930 => Some(lfi_or_traversal(decoded, placement)),
         931 => Some((fine::LFI, "crs-931-rfi-as-inclusion")),
         932 => Some((fine::CMDI, "crs-932-rce")),
         941 => Some((fine::XSS, "crs-941-xss")),
@@ -39,12 +43,15 @@ pub fn family_label(rule: u32, decoded: &str) -> Option<(&'static str, &'static 
     }
 }
 
-/// Rule `lfi-or-traversal`: a `../` (or `..\`) climb is path traversal, a direct file
-/// or wrapper reference is local file inclusion.
-pub fn lfi_or_traversal(decoded: &str) -> (&'static str, &'static str) {
+/// Rule `lfi-or-traversal`: a `../` (or `..\`) climb is path traversal; a file or
+/// wrapper named in a parameter is local file inclusion; a sensitive file requested
+/// directly as the path (`/.env`, `/.git/config`) is a scan for exposed files.
+pub fn lfi_or_traversal(decoded: &str, placement: Placement) -> (&'static str, &'static str) {
     let d = decode(decoded, false);
     if d.contains("../") || d.contains("..\\") || d.contains("..;/") {
         (fine::TRAVERSAL, "lfi-or-traversal")
+    } else if placement == Placement::Path {
+        (fine::RECON, "lfi-or-traversal")
     } else {
         (fine::LFI, "lfi-or-traversal")
     }
@@ -261,8 +268,8 @@ pub fn read(root: &Path, seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Pr
     // seeded sample per family keeps the corpus small and balanced.
     for (family, items) in by_family {
         let cap = match family {
-            942 => 260,
-            932 => 200,
+            942 => 230,
+            932 => 170,
             941 => 160,
             _ => usize::MAX,
         };
@@ -300,7 +307,99 @@ fn request(http: &Http, rng: &mut Rng) -> Request {
     }
 }
 
+/// Rule `crs-visible-syntax`: a positive test is kept only when the replayed line shows
+/// syntax of its class. High-paranoia tests fire on fragments (`minute (`, `!-1!-2`) that
+/// no analyst would call an attack from the log line alone.
+pub fn shows_class_syntax(family: u32, decoded: &str) -> bool {
+    let p = decoded.to_ascii_lowercase();
+    let any = |m: &[&str]| m.iter().any(|w| p.contains(w));
+    match family {
+        942 => any(&[
+            "'",
+            "\"",
+            "--",
+            "#",
+            "/*",
+            ";",
+            " or ",
+            " and ",
+            "||",
+            "&&",
+            "select",
+            "union",
+            "sleep",
+            "benchmark",
+            "waitfor",
+            "@@",
+            "char(",
+            "concat",
+            "0x",
+            "order by",
+            "group by",
+            "having",
+            "insert",
+            "update",
+            "delete",
+            "drop",
+            "exec",
+            "information_schema",
+            "xor",
+        ]),
+        941 => any(&[
+            "<",
+            ">",
+            "javascript:",
+            "vbscript:",
+            "alert",
+            "prompt",
+            "confirm",
+            "script",
+            "expression(",
+            "on",
+            "data:",
+        ]),
+        932 => any(&[
+            ";",
+            "|",
+            "&",
+            "`",
+            "$(",
+            "${",
+            "/bin",
+            "cmd",
+            "powershell",
+            "wget",
+            "curl",
+            "nc ",
+            "/etc/",
+            "whoami",
+            "cat ",
+            "echo",
+            "ping",
+            "\n",
+            "() {",
+            "exec",
+            "system(",
+            "bash",
+            "sh -",
+            "python",
+            "perl",
+            "id",
+            "ls",
+        ]),
+        _ => true,
+    }
+}
+
 fn attack_sample(key: String, rule: u32, http: &Http, rng: &mut Rng) -> Option<Sample> {
+    let placeholder = matches!(
+        http.path.as_str(),
+        "/" | "/get" | "/post" | "/anything" | "/index.html" | ""
+    );
+    let has_query = http.query.as_ref().is_some_and(|q| !q.is_empty());
+    if placeholder && !has_query && http.agent.is_none() && http.referer.is_none() {
+        return None; // the payload is in a header or body an access log does not show
+    }
     let mut req = request(http, rng);
     let (placement, shown) = if let Some(a) = &http.agent {
         (Placement::UserAgent, a.clone())
@@ -318,7 +417,10 @@ fn attack_sample(key: String, rule: u32, http: &Http, rng: &mut Rng) -> Option<S
         }
     }
     let decoded = decode(&decode(&shown, true), true);
-    let (fine_type, rule_name) = family_label(rule, &decoded)?;
+    if !shows_class_syntax(rule / 1000, &decoded) {
+        return None;
+    }
+    let (fine_type, rule_name) = family_label(rule, &decoded, placement)?;
     let format = format_for(placement, rng);
     let what = match fine_type {
         fine::RECON => "Scanner signature",

@@ -55,7 +55,7 @@ pub fn entry_event_id(text: &str) -> Option<u32> {
 
 /// One file in four, by a hash of its path, is held out.
 fn split_of(key: &str) -> Split {
-    if hash(key) % 4 == 0 {
+    if hash(key) & 3 == 0 {
         Split::Validation
     } else {
         Split::Train
@@ -114,8 +114,39 @@ fn sample(
     }
 }
 
+/// The facts of an event worth quoting: its description and the command line, service
+/// or task it names.
+fn key_facts(text: &str) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = text.lines().find_map(|l| l.strip_prefix("Description: ")) {
+        parts.push(d.to_owned());
+    }
+    for field in [
+        "CommandLine=",
+        "ServiceName=",
+        "ImagePath=",
+        "TaskName=",
+        "TargetUserName=",
+        "SubjectUserName=",
+    ] {
+        if let Some(i) = text.find(field) {
+            let v: String = text[i..]
+                .chars()
+                .take_while(|c| *c != ';' && *c != '\n')
+                .collect();
+            parts.push(v);
+            if parts.len() >= 3 {
+                break;
+            }
+        }
+    }
+    crate::label::clip(&parts.join("; "), 180)
+}
+
 /// Per-file cap of events per event id: recordings repeat the same event many times.
 const PER_ID: usize = 4;
+/// Normal activity repeats even more; fewer per id keeps the benign side varied.
+const PER_ID_NORMAL: usize = 2;
 
 pub fn read_attacks(root: &Path, _seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Problem>) {
     for path in evtx_files(root) {
@@ -142,16 +173,7 @@ pub fn read_attacks(root: &Path, _seed: u64, out: &mut Vec<Sample>, problems: &m
                 continue;
             }
             *n += 1;
-            let evidence = format!(
-                "Event {id}: {}",
-                crate::label::clip(
-                    e.text
-                        .lines()
-                        .find(|l| l.starts_with("Description:") || l.contains("CommandLine"))
-                        .unwrap_or(""),
-                    140
-                )
-            );
+            let evidence = format!("Event {id}: {}", key_facts(&e.text));
             out.push(sample(
                 format!("{key}#{i}"),
                 e,
@@ -180,7 +202,7 @@ pub fn read_normal(root: &Path, _seed: u64, out: &mut Vec<Sample>, problems: &mu
                 continue;
             }
             let n = per_id.entry(id).or_insert(0);
-            if *n >= PER_ID {
+            if *n >= PER_ID_NORMAL {
                 continue;
             }
             *n += 1;

@@ -14,23 +14,34 @@ use crate::compose::hard_benign_request;
 use crate::error::Problem;
 use crate::label::{fine, sqli_subtype};
 use crate::rng::Rng;
-use crate::web::{attack_request, decode, WebFormat};
+use crate::web::{attack_request, attack_request_encoded, decode, Placement, WebFormat};
 
 pub const DIR: &str = "libinjection";
+
+/// A line of a data file: decoded text, or the encoded form when it does not decode to
+/// UTF-8.
+enum Payload {
+    Text(String),
+    Encoded(String),
+}
 const SOURCE: &str = "libinjection";
 
 /// Files the pinned snapshot lists but does not hold (stored elsewhere upstream): skipped
 /// by name so a rebuild from a full checkout reads the same inputs.
-const ABSENT: &[&str] = &["sqli-sqlmap-20130419.txt", "sqli-sqlmap.txt", "xss-shazzer.txt"];
+const ABSENT: &[&str] = &[
+    "sqli-sqlmap-20130419.txt",
+    "sqli-sqlmap.txt",
+    "xss-shazzer.txt",
+];
 
 /// Lines taken per file (seeded sample): the forum and XSS collections are large.
 fn cap(name: &str) -> usize {
     match name {
         "false_positives.txt" => usize::MAX,
-        "sqli-forums.txt" => 90,
-        "xss-xenotix.txt" | "xss-html5secorg.txt" => 45,
-        n if n.starts_with("xss-") => 20,
-        _ => 14,
+        "sqli-forums.txt" => 60,
+        "xss-xenotix.txt" | "xss-html5secorg.txt" => 40,
+        n if n.starts_with("xss-") => 16,
+        _ => 9,
     }
 }
 
@@ -71,19 +82,60 @@ pub fn read(root: &Path, seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Pr
             if line.trim().is_empty() || line.starts_with('#') {
                 continue;
             }
-            let raw = decode(line, true);
-            if raw.contains('\u{fffd}') || raw.len() > 600 {
+            if line.len() > 900 {
                 problems.push(Problem {
                     path: rel(root, &path),
                     line: n + 1,
-                    reason: "not UTF-8 after decoding, or longer than 600 bytes".into(),
+                    reason: "longer than 900 bytes".into(),
                 });
                 continue;
             }
-            lines.push((format!("{}:{}", rel(root, &path), n + 1), raw));
+            let raw = decode(line, true);
+            // Payloads with bytes that are not UTF-8 (multi-byte quote tricks) cannot be
+            // decoded to text: they are replayed exactly as the file encodes them.
+            let item = if raw.contains('\u{fffd}') {
+                Payload::Encoded(line.to_owned())
+            } else {
+                Payload::Text(raw)
+            };
+            lines.push((format!("{}:{}", rel(root, &path), n + 1), item));
         }
-        for (key, raw) in sample_k(lines, cap(&name), seed) {
+        for (key, item) in sample_k(lines, cap(&name), seed) {
             let mut rng = Rng::for_item(seed, &key);
+            let raw = match item {
+                Payload::Text(t) => t,
+                Payload::Encoded(e) if kind != fine::BENIGN => {
+                    let (req, shown) = attack_request_encoded(&e, &mut rng);
+                    let format = WebFormat::draw(&mut rng);
+                    let (fine_type, rule) = if kind == fine::XSS {
+                        (fine::XSS, "libinjection-xss-file")
+                    } else {
+                        (
+                            sqli_subtype(&decode(&e, true)),
+                            "libinjection-sqli-file+sqli-subtype",
+                        )
+                    };
+                    let what = if kind == fine::XSS {
+                        "Script/HTML injection"
+                    } else {
+                        "SQL syntax"
+                    };
+                    let evidence = web_evidence(what, Placement::Query, &shown, &req);
+                    out.push(web_sample(
+                        key,
+                        &req,
+                        format,
+                        &mut rng,
+                        fine_type,
+                        rule.into(),
+                        SOURCE,
+                        Split::Train,
+                        evidence,
+                    ));
+                    continue;
+                }
+                Payload::Encoded(_) => continue,
+            };
             if kind == fine::BENIGN {
                 let req = hard_benign_request(&raw, &mut rng);
                 let format = WebFormat::draw(&mut rng);

@@ -21,12 +21,16 @@ const SOURCE: &str = "waf-bypass";
 const CLASSES: &[&str] = &["SQLi", "XSS", "RCE", "LFI", "RFI", "FP"];
 
 /// Threat type of a payload of `class` (rule `waf-bypass-class`).
-fn class_label(class: &str, decoded: &str) -> Option<(&'static str, &'static str)> {
+fn class_label(
+    class: &str,
+    decoded: &str,
+    placement: Placement,
+) -> Option<(&'static str, &'static str)> {
     match class {
         "SQLi" => Some((sqli_subtype(decoded), "waf-bypass-class+sqli-subtype")),
         "XSS" => Some((fine::XSS, "waf-bypass-class")),
         "RCE" => Some((fine::CMDI, "waf-bypass-class")),
-        "LFI" => Some(super::crs::lfi_or_traversal(decoded)),
+        "LFI" => Some(super::crs::lfi_or_traversal(decoded, placement)),
         "RFI" => Some((fine::LFI, "waf-bypass-rfi-as-inclusion")),
         "FP" => Some((fine::BENIGN, "waf-bypass-fp")),
         _ => None,
@@ -107,7 +111,7 @@ pub fn read(root: &Path, seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Pr
                 continue; // body, cookie or other header only: not in an access log
             };
             let decoded = decode(&decode(&shown, true), true);
-            let Some((fine_type, rule)) = class_label(class, &decoded) else {
+            let Some((fine_type, rule)) = class_label(class, &decoded, placement) else {
                 continue;
             };
             let benign = fine_type == fine::BENIGN;
