@@ -143,6 +143,47 @@ fn key_facts(text: &str) -> String {
     crate::label::clip(&parts.join("; "), 180)
 }
 
+/// Processes Windows starts on its own; a 4688 of one of these in an attack recording is
+/// background, not the attack (found in the audit, docs/DATA.md).
+const BACKGROUND_IMAGES: &[&str] = &[
+    "conhost.exe",
+    "ctfmon.exe",
+    "drvinst.exe",
+    "svchost.exe",
+    "taskhostw.exe",
+    "runtimebroker.exe",
+    "searchindexer.exe",
+    "searchprotocolhost.exe",
+    "searchfilterhost.exe",
+    "wermgr.exe",
+    "wmiprvse.exe",
+    "dllhost.exe",
+    "smartscreen.exe",
+    "sppsvc.exe",
+    "mpcmdrun.exe",
+    "trustedinstaller.exe",
+    "tiworker.exe",
+    "audiodg.exe",
+    "backgroundtaskhost.exe",
+    "msmpeng.exe",
+    "compattelrunner.exe",
+    "musnotification.exe",
+    "sihclient.exe",
+    "winsxs\\",
+];
+
+fn is_background_process(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    let Some(i) = t.find("newprocessname=") else {
+        return false;
+    };
+    let name: String = t[i..]
+        .chars()
+        .take_while(|c| *c != ';' && *c != '\n')
+        .collect();
+    BACKGROUND_IMAGES.iter().any(|b| name.contains(b))
+}
+
 /// Per-file cap of events per event id: recordings repeat the same event many times.
 const PER_ID: usize = 4;
 /// Normal activity repeats even more; fewer per id keeps the benign side varied.
@@ -168,6 +209,9 @@ pub fn read_attacks(root: &Path, _seed: u64, out: &mut Vec<Sample>, problems: &m
             let Some(fine_type) = ids.contains(&id).then(|| event_label(id)).flatten() else {
                 continue; // background event of the recording
             };
+            if id == 4688 && is_background_process(&e.text) {
+                continue;
+            }
             let n = per_id.entry(id).or_insert(0);
             if *n >= PER_ID {
                 continue;

@@ -221,6 +221,13 @@ pub(crate) fn looks_like_attack(decoded: &str) -> bool {
         "<svg",
         "<img",
         "<iframe",
+        "-exec",
+        "curl ",
+        "wget ",
+        "\\;",
+        "nc -",
+        "whoami",
+        "/etc/",
     ];
     MARKERS.iter().any(|m| p.contains(m))
 }
