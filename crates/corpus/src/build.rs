@@ -122,7 +122,13 @@ pub struct Corpus {
     pub sources_read: Vec<String>,
     /// Records dropped as near-duplicates of an earlier one.
     pub duplicates: usize,
+    /// Records dropped for an input longer than [`MAX_INPUT_BYTES`].
+    pub too_long: usize,
 }
+
+/// Longest input kept: long entries cost training time out of proportion and analyze
+/// cuts them anyway.
+pub const MAX_INPUT_BYTES: usize = 1_500;
 
 impl Corpus {
     /// Records of one split.
@@ -242,6 +248,10 @@ pub(crate) fn push(
     format: &str,
     facts: &Facts,
 ) -> Result<(), CorpusError> {
+    if input.len() > MAX_INPUT_BYTES {
+        corpus.too_long += 1;
+        return Ok(());
+    }
     if !seen.insert(dedup_key(&input)) {
         corpus.duplicates += 1;
         return Ok(());

@@ -68,11 +68,12 @@ pub fn run(args: Args) -> Result<Outcome> {
                     eprintln!("{}\t{source}\t{category}\t{n}", split.name());
                 }
                 eprintln!(
-                    "{} records ({} train, {} validation), {} near-duplicates dropped, {} inputs skipped; sources: {}",
+                    "{} records ({} train, {} validation), {} near-duplicates and {} over-long entries dropped, {} inputs skipped; sources: {}",
                     corpus.records.len(),
                     corpus.split(Split::Train).count(),
                     corpus.split(Split::Validation).count(),
                     corpus.duplicates,
+                    corpus.too_long,
                     corpus.problems.len(),
                     corpus.sources_read.join(", ")
                 );

@@ -308,85 +308,169 @@ fn request(http: &Http, rng: &mut Rng) -> Request {
 }
 
 /// Rule `crs-visible-syntax`: a positive test is kept only when the replayed line shows
-/// syntax of its class. High-paranoia tests fire on fragments (`minute (`, `!-1!-2`) that
-/// no analyst would call an attack from the log line alone.
+/// at least two distinct features of its class (keywords, operators, wrappers) in the
+/// parameter values. High-paranoia tests fire on fragments (`minute (`, `ordeR by`,
+/// `x=http?`) that no analyst would call an attack from the log line alone.
 pub fn shows_class_syntax(family: u32, decoded: &str) -> bool {
-    let p = decoded.to_ascii_lowercase();
-    let any = |m: &[&str]| m.iter().any(|w| p.contains(w));
+    // Parameter names (`pay=`, `var=`) are the test's, not the attacker's syntax.
+    let values: String = decoded
+        .split('&')
+        .map(|part| match part.split_once('=') {
+            Some((name, v))
+                if !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-[]".contains(c)) =>
+            {
+                v
+            }
+            _ => part,
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let p = values.to_ascii_lowercase();
+    let count = |m: &[&str]| m.iter().filter(|w| p.contains(*w)).count();
     match family {
-        942 => any(&[
-            "'",
-            "\"",
-            "--",
-            "#",
-            "/*",
-            ";",
-            " or ",
-            " and ",
-            "||",
-            "&&",
-            "select",
-            "union",
-            "sleep",
-            "benchmark",
-            "waitfor",
-            "@@",
-            "char(",
-            "concat",
-            "0x",
-            "order by",
-            "group by",
-            "having",
-            "insert",
-            "update",
-            "delete",
-            "drop",
-            "exec",
-            "information_schema",
-            "xor",
-        ]),
-        941 => any(&[
-            "<",
-            ">",
-            "javascript:",
-            "vbscript:",
-            "alert",
-            "prompt",
-            "confirm",
-            "script",
-            "expression(",
-            "on",
-            "data:",
-        ]),
-        932 => any(&[
-            ";",
-            "|",
-            "&",
-            "`",
-            "$(",
-            "${",
-            "/bin",
-            "cmd",
-            "powershell",
-            "wget",
-            "curl",
-            "nc ",
-            "/etc/",
-            "whoami",
-            "cat ",
-            "echo",
-            "ping",
-            "\n",
-            "() {",
-            "exec",
-            "system(",
-            "bash",
-            "sh -",
-            "python",
-            "perl",
-            "id",
-            "ls",
-        ]),
+        942 => {
+            count(&[
+                "'",
+                "\"",
+                "--",
+                "#",
+                "/*",
+                ";",
+                "=",
+                " or ",
+                " and ",
+                "||",
+                "&&",
+                "select",
+                "union",
+                "sleep",
+                "benchmark",
+                "waitfor",
+                "@@",
+                "char(",
+                "concat",
+                "0x",
+                "order by",
+                "group by",
+                "having",
+                "insert",
+                "update",
+                "delete",
+                "drop",
+                "exec",
+                "information_schema",
+                "xor",
+                "from",
+                "where",
+                "limit",
+                "case",
+                "like",
+            ]) >= 2
+        }
+        941 => {
+            count(&[
+                "<",
+                ">",
+                "javascript:",
+                "vbscript:",
+                "alert",
+                "prompt",
+                "confirm",
+                "script",
+                "expression(",
+                "data:",
+                "document",
+                "window",
+                "eval",
+                "src=",
+                "href=",
+                "style",
+                "onerror",
+                "onload",
+                "onmouse",
+                "onfocus",
+                "svg",
+                "iframe",
+                "img",
+            ]) >= 2
+        }
+        932 => {
+            count(&[
+                ";",
+                "|",
+                "&",
+                "`",
+                "$(",
+                "${",
+                "/bin",
+                "/etc/",
+                "whoami",
+                "cat ",
+                "echo",
+                "wget",
+                "curl",
+                "nc ",
+                "bash",
+                "sh ",
+                "powershell",
+                "cmd",
+                "ping",
+                "exec",
+                "\n",
+                "() {",
+                "python",
+                "perl",
+                "irb",
+                "vi ",
+                "ls",
+                "id",
+                "if ",
+                "exit",
+                "passwd",
+                "reg",
+                "del ",
+                "set ",
+            ]) >= 2
+        }
+        931 => {
+            count(&[
+                "php://", "file:", "data:", "expect:", "jar:", "zip:", "phar:", "ftp://", "://",
+            ]) >= 1
+                && (p.ends_with('?')
+                    || count(&[
+                        ".txt", ".php", ".inc", "shell", "file:", "php://", "data:", "expect:",
+                        "jar:", "zip:", "phar:", "/etc/",
+                    ]) >= 1)
+        }
+        930 => {
+            count(&[
+                "../",
+                "..\\",
+                "/etc/",
+                "/proc/",
+                "/root/",
+                ".ssh",
+                "c:\\",
+                "c:/",
+                "win.ini",
+                "boot.ini",
+                "passwd",
+                "php://",
+                "file:",
+                ".htaccess",
+                ".env",
+                "web.config",
+                "/var/",
+                "shadow",
+                ".git",
+                "id_rsa",
+                "/.",
+                "%00",
+            ]) >= 1
+        }
         _ => true,
     }
 }
@@ -442,4 +526,58 @@ fn attack_sample(key: String, rule: u32, http: &Http, rng: &mut Rng) -> Option<S
         Split::Train,
         evidence,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visible_syntax_keeps_attacks_and_drops_fragments() {
+        assert!(shows_class_syntax(942, "id=1' OR '1'='1"));
+        assert!(shows_class_syntax(
+            942,
+            "pay=IF EXISTS (SELECT * FROM users)"
+        ));
+        assert!(!shows_class_syntax(942, "pay=ordeR by"), "one feature only");
+        assert!(!shows_class_syntax(942, "execute panel"));
+        assert!(!shows_class_syntax(942, "chaR("));
+        assert!(shows_class_syntax(942, "user=42 OR 1=1"));
+        assert!(shows_class_syntax(941, "q=<svg/onload=alert(1)>"));
+        assert!(!shows_class_syntax(941, "941180-1=window.location"));
+        assert!(shows_class_syntax(932, "host=x;cat /etc/passwd"));
+        assert!(!shows_class_syntax(932, "rce=!-1!-2"));
+        assert!(shows_class_syntax(931, "x=http://evil.example/shell.txt?"));
+        assert!(
+            !shows_class_syntax(931, "x=https://example.com:1234/"),
+            "a URL parameter is not inclusion"
+        );
+        assert!(!shows_class_syntax(930, "code=backup.sql.zip"));
+        assert!(shows_class_syntax(930, "file=../../etc/passwd"));
+    }
+
+    #[test]
+    fn lfi_traversal_or_scan_by_shape_and_place() {
+        assert_eq!(
+            lfi_or_traversal("f=..%2f..%2fetc/passwd", Placement::Query).0,
+            fine::TRAVERSAL
+        );
+        assert_eq!(
+            lfi_or_traversal("f=/etc/passwd", Placement::Query).0,
+            fine::LFI
+        );
+        assert_eq!(
+            lfi_or_traversal("/.git/config", Placement::Path).0,
+            fine::RECON
+        );
+        assert_eq!(
+            family_label(930_130, "/.env", Placement::Path).map(|l| l.0),
+            Some(fine::RECON)
+        );
+        assert_eq!(
+            family_label(942_100, "1 union select 1", Placement::Query).map(|l| l.0),
+            Some(fine::SQLI_UNION)
+        );
+        assert_eq!(family_label(920_100, "x", Placement::Query), None);
+    }
 }
