@@ -271,19 +271,68 @@ pub(crate) fn push(
     Ok(())
 }
 
-/// A generic evidence line from the entry itself: its first line, shortened.
+/// A generic evidence line from the entry's parsed facts: for incidents the count, the
+/// source and the users or paths seen; for syslog the program and message; else the
+/// first line, shortened.
 fn describe(e: &opensoc_ingest::Entry) -> String {
     let first = e.text.lines().next().unwrap_or_default();
     if let Some(inc) = &e.incident {
-        format!(
-            "{} events from {}: {}",
-            inc.count,
-            inc.source,
-            label::clip(first, 150)
-        )
-    } else {
-        label::clip(first, 180)
+        let list = |d: &opensoc_ingest::group::Distinct| {
+            d.counts
+                .keys()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let what = if !inc.users.is_empty() {
+            format!("users {}", list(&inc.users))
+        } else if !inc.paths.is_empty() {
+            format!("paths {}", list(&inc.paths))
+        } else {
+            label::clip(first, 120)
+        };
+        return label::clip(
+            &format!(
+                "{} events from {} in one burst; {what}",
+                inc.count, inc.source
+            ),
+            200,
+        );
     }
+    if let Some(ev) = &e.event {
+        if let (Some(program), Some(message)) = (ev.field("program"), ev.field("message")) {
+            let from = ev
+                .source
+                .as_deref()
+                .map(|s| format!(" (from {s})"))
+                .unwrap_or_default();
+            return label::clip(&format!("{program}: {message}{from}"), 180);
+        }
+        if let (Some(source), Some(path)) = (ev.source.as_deref(), ev.field("path")) {
+            let method = ev.field("method").unwrap_or("GET");
+            let query = ev
+                .field("query")
+                .filter(|q| !q.is_empty() && *q != "-")
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            let status = ev.field("status").unwrap_or("-");
+            // A payload in the user agent is the fact to quote.
+            let agent = ev
+                .field("user_agent")
+                .filter(|a| {
+                    a.contains(['$', '{', '<', '\'', '(', ';', '|'])
+                        && !a.starts_with("Mozilla/5.0 (")
+                })
+                .map(|a| format!(", user agent `{}`", label::clip(a, 80)))
+                .unwrap_or_default();
+            return label::clip(
+                &format!("{method} {path}{query} from {source}, status {status}{agent}"),
+                200,
+            );
+        }
+    }
+    label::clip(first, 180)
 }
 
 /// Writes records as JSON lines (keys in the order of [`Record`]'s fields).

@@ -118,7 +118,11 @@ fn sample(
 /// or task it names.
 fn key_facts(text: &str) -> String {
     let mut parts = Vec::new();
-    if let Some(d) = text.lines().find_map(|l| l.strip_prefix("Description: ")) {
+    if let Some(d) = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Description: "))
+        .or_else(|| text.lines().find_map(|l| l.strip_prefix("Provider: ")))
+    {
         parts.push(d.to_owned());
     }
     for field in [
@@ -252,13 +256,7 @@ pub fn read_normal(root: &Path, _seed: u64, out: &mut Vec<Sample>, problems: &mu
             *n += 1;
             let evidence = format!(
                 "Routine event {id} of normal system activity: {}",
-                crate::label::clip(
-                    e.text
-                        .lines()
-                        .find(|l| l.starts_with("Description:"))
-                        .unwrap_or("no attack indicator"),
-                    140
-                )
+                key_facts(&e.text)
             );
             out.push(sample(
                 format!("{key}#{i}"),
