@@ -125,9 +125,21 @@ fn label_rules_on_fixtures() {
     );
     assert_eq!(by_rule(&c, "crowdsec-test-sshd-logs-fp").len(), 2);
 
-    // The real shop line with SQL syntax is left out, the two ordinary ones are kept.
-    let shop = by_rule(&c, "lnav-real-benign");
+    // The real shop line with SQL syntax is left out; the two ordinary shop lines and the
+    // two ordinary IIS lines are kept; the IIS client with 22 not-found answers is a
+    // scanner: one probe incident, reconnaissance, held out with its file.
+    let real = by_rule(&c, "lnav-real-benign");
+    assert_eq!(real.len(), 4);
+    let shop: Vec<_> = real
+        .iter()
+        .filter(|r| r.format == "access-combined")
+        .collect();
     assert_eq!(shop.len(), 2);
+    let scan = by_rule(&c, "lnav-scanner-404-burst");
+    assert_eq!(scan.len(), 1);
+    assert!(scan[0].input.contains("198.51.100.99") && scan[0].category == "RECONNAISSANCE");
+    assert_eq!(scan[0].split, Split::Validation);
+    assert!(real.iter().all(|r| !r.input.contains("198.51.100.99")));
     assert!(shop.iter().all(|r| !r.input.contains("union")));
 
     for r in &c.records {

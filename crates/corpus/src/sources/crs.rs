@@ -43,12 +43,23 @@ pub fn family_label(
     }
 }
 
+/// A `..` followed by a separator, written plainly or half-encoded (`../`, `..\`,
+/// `..;/`, `..2f`, `..%c0%af`).
+fn climbs(d: &str) -> bool {
+    d.match_indices("..").any(|(i, _)| {
+        let rest = &d[i + 2..];
+        ["/", "\\", ";", "2f", "5c", "%"]
+            .iter()
+            .any(|s| rest.starts_with(s))
+    })
+}
+
 /// Rule `lfi-or-traversal`: a `../` (or `..\`) climb is path traversal; a file or
 /// wrapper named in a parameter is local file inclusion; a sensitive file requested
 /// directly as the path (`/.env`, `/.git/config`) is a scan for exposed files.
 pub fn lfi_or_traversal(decoded: &str, placement: Placement) -> (&'static str, &'static str) {
-    let d = decode(decoded, false);
-    if d.contains("../") || d.contains("..\\") || d.contains("..;/") {
+    let d = decode(decoded, false).to_ascii_lowercase();
+    if climbs(&d) {
         (fine::TRAVERSAL, "lfi-or-traversal")
     } else if placement == Placement::Path {
         (fine::RECON, "lfi-or-traversal")

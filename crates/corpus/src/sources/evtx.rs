@@ -160,10 +160,12 @@ const BACKGROUND_IMAGES: &[&str] = &[
     "searchprotocolhost.exe",
     "searchfilterhost.exe",
     "wermgr.exe",
+    "werfault.exe",
     "wmiprvse.exe",
     "dllhost.exe",
     "smartscreen.exe",
     "sppsvc.exe",
+    "sppextcomobj.exe",
     "mpcmdrun.exe",
     "trustedinstaller.exe",
     "tiworker.exe",
@@ -173,19 +175,34 @@ const BACKGROUND_IMAGES: &[&str] = &[
     "compattelrunner.exe",
     "musnotification.exe",
     "sihclient.exe",
+    "dismhost.exe",
+    "filecoauth.exe",
+    "onedrive.exe",
+    "monitorknowledgediscovery",
+    "senseir.exe",
+    "mssense.exe",
+    "usoclient.exe",
+    "wuauclt.exe",
+    "microsoftedgeupdate.exe",
+    "sdiagnhost.exe",
     "winsxs\\",
 ];
 
 fn is_background_process(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
-    let Some(i) = t.find("newprocessname=") else {
-        return false;
+    // The image and its command line: a script host is background only by its script.
+    let value = |key: &str| -> String {
+        t.find(key)
+            .map(|i| {
+                t[i..]
+                    .chars()
+                    .take_while(|c| *c != ';' && *c != '\n')
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    let name: String = t[i..]
-        .chars()
-        .take_while(|c| *c != ';' && *c != '\n')
-        .collect();
-    BACKGROUND_IMAGES.iter().any(|b| name.contains(b))
+    let seen = format!("{} {}", value("newprocessname="), value("commandline="));
+    BACKGROUND_IMAGES.iter().any(|b| seen.contains(b))
 }
 
 /// Per-file cap of events per event id: recordings repeat the same event many times.

@@ -82,14 +82,6 @@ pub fn read(root: &Path, seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Pr
             if line.trim().is_empty() || line.starts_with('#') {
                 continue;
             }
-            if line.len() > 900 {
-                problems.push(Problem {
-                    path: rel(root, &path),
-                    line: n + 1,
-                    reason: "longer than 900 bytes".into(),
-                });
-                continue;
-            }
             let raw = decode(line, true);
             // Payloads with bytes that are not UTF-8 (multi-byte quote tricks) cannot be
             // decoded to text: they are replayed exactly as the file encodes them.

@@ -15,6 +15,7 @@ pub mod crs;
 pub mod evtx;
 pub mod libinjection;
 pub mod lnav;
+pub mod payloads;
 pub mod wafbypass;
 
 /// A source: its directory under the sources directory and its reader.
@@ -32,6 +33,10 @@ pub const ALL: &[SourceDef] = &[
     SourceDef {
         dir: libinjection::DIR,
         read: libinjection::read,
+    },
+    SourceDef {
+        dir: payloads::DIR,
+        read: payloads::read,
     },
     SourceDef {
         dir: wafbypass::DIR,
