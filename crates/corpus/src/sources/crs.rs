@@ -46,8 +46,11 @@ pub fn family_label(
 /// A `..` followed by a separator, written plainly or half-encoded (`../`, `..\`,
 /// `..;/`, `..2f`, `..%c0%af`).
 fn climbs(d: &str) -> bool {
-    d.match_indices("..").any(|(i, _)| {
-        let rest = &d[i + 2..];
+    // Every position, overlapping: `.../` is a climb too.
+    (0..d.len()).any(|i| {
+        let Some(rest) = d.get(i..).and_then(|r| r.strip_prefix("..")) else {
+            return false;
+        };
         ["/", "\\", ";", "2f", "5c", "%"]
             .iter()
             .any(|s| rest.starts_with(s))
@@ -279,8 +282,8 @@ pub fn read(root: &Path, seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Pr
     // seeded sample per family keeps the corpus small and balanced.
     for (family, items) in by_family {
         let cap = match family {
-            942 => 230,
-            932 => 170,
+            942 => 180,
+            932 => 140,
             941 => 160,
             _ => usize::MAX,
         };
@@ -341,6 +344,57 @@ pub fn shows_class_syntax(family: u32, decoded: &str) -> bool {
         .join(" ");
     let p = values.to_ascii_lowercase();
     let count = |m: &[&str]| m.iter().filter(|w| p.contains(*w)).count();
+    // Quotes, `=` and `;` alone are any text's punctuation: SQL needs a word or a comment.
+    const SQL_WORDS: &[&str] = &[
+        "--",
+        "#",
+        "/*",
+        " or ",
+        " and ",
+        "||",
+        "&&",
+        "select",
+        "union",
+        "sleep",
+        "benchmark",
+        "waitfor",
+        "@@",
+        "char(",
+        "concat",
+        "0x",
+        "order by",
+        "group by",
+        "having",
+        "insert",
+        "update",
+        "delete",
+        "drop",
+        "exec",
+        "information_schema",
+        "xor",
+        "from",
+        "where",
+        "limit",
+        "case",
+        "like",
+    ];
+    // CRS's XSS rules also fire on SQL-with-XML payloads; those are not script injection.
+    const SCRIPT_WORDS: &[&str] = &[
+        "<script",
+        "javascript:",
+        "alert",
+        "prompt",
+        "confirm",
+        "onerror",
+        "onload",
+        "eval",
+    ];
+    if family == 942 && count(SQL_WORDS) == 0 {
+        return false;
+    }
+    if family == 941 && p.contains("select") && count(SCRIPT_WORDS) == 0 {
+        return false;
+    }
     match family {
         942 => {
             count(&[
@@ -553,6 +607,14 @@ mod tests {
         assert!(!shows_class_syntax(942, "pay=ordeR by"), "one feature only");
         assert!(!shows_class_syntax(942, "execute panel"));
         assert!(!shows_class_syntax(942, "chaR("));
+        assert!(
+            !shows_class_syntax(942, "pay=div style=\""),
+            "HTML, not SQL"
+        );
+        assert!(!shows_class_syntax(
+            941,
+            "var=x'||(select extractvalue(xmltype('<?xml version=\"1.0\"?>"
+        ));
         assert!(shows_class_syntax(942, "user=42 OR 1=1"));
         assert!(shows_class_syntax(941, "q=<svg/onload=alert(1)>"));
         assert!(!shows_class_syntax(941, "941180-1=window.location"));

@@ -185,6 +185,8 @@ const BACKGROUND_IMAGES: &[&str] = &[
     "wuauclt.exe",
     "microsoftedgeupdate.exe",
     "sdiagnhost.exe",
+    "consent.exe",
+    "mmc.exe -embedding",
     "winsxs\\",
 ];
 

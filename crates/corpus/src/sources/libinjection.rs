@@ -38,10 +38,10 @@ const ABSENT: &[&str] = &[
 fn cap(name: &str) -> usize {
     match name {
         "false_positives.txt" => usize::MAX,
-        "sqli-forums.txt" => 60,
+        "sqli-forums.txt" => 40,
         "xss-xenotix.txt" | "xss-html5secorg.txt" => 40,
         n if n.starts_with("xss-") => 16,
-        _ => 9,
+        _ => 7,
     }
 }
 
