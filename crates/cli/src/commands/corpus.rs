@@ -50,8 +50,7 @@ pub fn run(args: Args) -> Result<Outcome> {
                 ..BuildConfig::default()
             };
             let corpus = build(&sources, &cfg)?;
-            std::fs::create_dir_all(&out)
-                .with_context(|| format!("creating {}", out.display()))?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for split in [Split::Train, Split::Validation] {
                 let path = out.join(format!("{}.jsonl", split.name()));
                 let file =
