@@ -1,6 +1,7 @@
 pub mod analyze;
 pub mod attack;
 pub mod bench;
+pub mod corpus;
 pub mod eval;
 pub mod models;
 pub mod train;
