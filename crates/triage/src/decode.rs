@@ -159,7 +159,8 @@ fn hex_escapes(s: &str) -> String {
 }
 
 /// The decoded text in a canonical form for matching: lower case, SQL/C comments and
-/// runs of whitespace collapsed to one space (`UNION/**/SELECT` is `union select`).
+/// runs of whitespace collapsed to one space (`UNION/**/SELECT` is `union select`), line
+/// breaks to one `\n`.
 pub fn canonical(decoded: &str) -> String {
     let lower = decoded.to_lowercase();
     let mut out = String::with_capacity(lower.len());
@@ -176,7 +177,16 @@ pub fn canonical(decoded: &str) -> String {
     let mut collapsed = String::with_capacity(out.len());
     let mut space = false;
     for c in out.chars() {
-        if c.is_whitespace() || c == '\u{0}' {
+        // Line breaks separate shell commands: they stay, as one `\n`.
+        if c == '\n' || c == '\r' {
+            if collapsed.ends_with(' ') {
+                collapsed.pop();
+            }
+            if !collapsed.ends_with('\n') {
+                collapsed.push('\n');
+            }
+            space = true;
+        } else if c.is_whitespace() || c == '\u{0}' {
             if !space {
                 collapsed.push(' ');
             }
@@ -226,5 +236,14 @@ mod tests {
             "1 union select password"
         );
         assert_eq!(canonical("a/*unterminated"), "a ");
+        assert_eq!(canonical("x \r\n\n id"), "x\nid");
     }
+}
+
+/// `canonical` text with the characters shells ignore inside a word removed (`wh''oami`,
+/// `w\hoami`, `c^md`, `/etc/pa[s]swd`), for the command and file rules.
+pub fn squeezed(canon: &str) -> Option<String> {
+    canon
+        .contains(['\'', '"', '\\', '^', '[', ']'])
+        .then(|| canon.replace(['\'', '"', '\\', '^', '[', ']'], ""))
 }

@@ -184,6 +184,12 @@ impl Triage {
                 for s in &payload {
                     add(s.class.categories());
                 }
+                // libinjection alone also flags some ordinary text (quoted search
+                // terms, lists of numbers): the model may still call those benign.
+                if payload.iter().all(|s| s.rule.starts_with("libinjection")) {
+                    add(&["NO THREAT"]);
+                    bounds.benign_allowed = !(records == 1 && recon);
+                }
             } else if recon {
                 add(Class::Probe.categories());
             } else if has(Class::LargeResponse) {

@@ -8,7 +8,7 @@ use opensoc_ingest::{parse_line, Format, LogEvent};
 use regex::{Regex, RegexSet};
 use serde::Serialize;
 
-use crate::decode::{canonical, decode};
+use crate::decode::{canonical, decode, squeezed};
 
 /// What a signal says about the entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -154,7 +154,7 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "sqli-quote-comment",
         Class::Sqli,
         VALUES,
-        r"['\x22] ?\)? ?(--|#|;)",
+        r"['\x22] ?\)? ?(--|#$|/\*)",
     ),
     (
         "sqli-time-delay",
@@ -178,7 +178,7 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "sqli-functions",
         Class::Sqli,
         WEB,
-        r"@@version|\b(extractvalue|updatexml|load_file|group_concat|xp_cmdshell|sp_executesql|utl_inaddr|ctxsys\.)\b|\bconvert ?\( ?int|\bchar ?\( ?\d+ ?(,|\))|into (out|dump)file\b",
+        r"@@version|\b(extractvalue|updatexml|load_file|group_concat|xp_cmdshell|sp_executesql|utl_inaddr|ctxsys\.)\b|\bconvert ?\( ?int|\bchar ?\( ?\d+ ?(,|\))|into (out|dump)file\b|\bpg_sleep\b|\blo_(import|export) ?\(|\bunistr ?\(|::(bool|int|text|varchar)\b|\bfloor ?\( ?rand ?\(|\bconcat(_ws)? ?\(|\(\s*select\b|\b(current_user|session_user|system_user)\b|\b(version|database|user|schema) ?\( ?\)",
     ),
     (
         "sqli-order-by",
@@ -191,7 +191,7 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "xss-tag",
         Class::Xss,
         WEB,
-        r"<\s*/?\s*(script|iframe|svg|img|body|object|embed|video|audio|details|marquee|input|form|base|link|meta|style|math|isindex|frameset|applet|xss|a\s+href)\b",
+        r"<\s*/?\s*(script|iframe|svg|img|body|object|embed|video|audio|details|marquee|input|form|base|link|meta|style|math|isindex|frameset|applet|xss|a\s+href|noscript|v:\w+|template|animate|set|handler|portal|bgsound|layer|ilayer|import)\b",
     ),
     (
         "xss-scheme",
@@ -209,14 +209,21 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "xss-dom",
         Class::Xss,
         WEB,
-        r"document\.(cookie|domain|location|write)|window\.location|string\.fromcharcode|\bexpression ?\(|\b(alert|prompt|confirm) ?(\(|`)",
+        r"document\.(cookie|domain|location|write)|window\.location|string\.fromcharcode|\bexpression ?\(|\b(alert|prompt|confirm) ?(\(|`)|\b(window|self|top|parent|this|globalthis|frames) ?\[ ?['\x22`]|\[ ?['\x22`](alert|eval|cookie|document)['\x22`] ?\]",
     ),
     // Command and code injection.
     (
         "cmd-separator",
         Class::CommandInjection,
         VALUES,
-        r"(;|\||&&|`|\$\(|\n) ?(id|whoami|uname|cat|ls|pwd|wget|curl|nc|ncat|netcat|bash|sh|zsh|python\d?|perl|php|ruby|ping|nslookup|dig|echo|chmod|rm|sleep|ifconfig|ipconfig|net|dir|type|tftp|busybox|powershell|cmd|env|set|head|tail|find|whoami\.exe|sc|reg|certutil)\b",
+        r"(;|\||&&|`|\$\(|\n) ?(whoami|uname|pwd|wget|curl|nc|ncat|netcat|bash|sh|zsh|python\d?|perl|php|ruby|nslookup|chmod|ifconfig|ipconfig|tftp|busybox|powershell|cmd|whoami\.exe|certutil|vim?|gcc|c89|c99|irb|nohup|strace|xterm|telnet|base64|xxd|killall|pkill|nmap)\b|(;|\||&&|`|\$\(|\n) ?/(usr/)?(local/)?s?bin/\w",
+    ),
+    // Words that are also English need a shell-like argument or the value's end.
+    (
+        "cmd-separator-args",
+        Class::CommandInjection,
+        VALUES,
+        r"(;|\||&&|`|\$\(|\n) ?(id|cat|ls|echo|ping|sleep|rm|dir|type|set|env|net|find|head|tail|time|timeout|nice|ex|sc|reg|kill|ssh|awk|sed|grep|dig|od|cc)( +[-/$.~%]| *$| *[;|&`)])",
     ),
     (
         "cmd-shell-path",
@@ -283,13 +290,13 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "traversal-dotdot",
         Class::PathTraversal,
         WEB,
-        r"(\.\.[/\\]|[/\\]\.\.($|[/\\?;])|\.\.;/)",
+        r"(\.\.[/\\]|[/\\]\.\.($|[/\\?;])|\.\.;/|\.\.(2f|5c)|\x{FFFD}(\.|etc|passwd|win)|\.\.\x{FFFD})",
     ),
     (
         "lfi-sensitive-file",
         Class::FileInclusion,
         VALUES,
-        r"/etc/(passwd|shadow|group|hosts|issue|hostname|crontab|sudoers|master\.passwd)\b|/proc/(self|\d+)/|/var/log/|\bwin\.ini\b|\bboot\.ini\b|system32[/\\]|[/\\]windows[/\\]|web\.config\b|wp-config\.php|\.htpasswd|\.htaccess|/\.ssh/|\bid_rsa\b|\.bash_history",
+        r"(^|[^\w.])/?etc/(passwd|shadow|groups?|hosts|issue|hostname|crontab|sudoers|master\.passwd|subuid|subgid|services|fstab|resolv\.conf)\b|/etc/[a-z][\w.-]*/|/proc/[a-z]|/root/|\.aws/credentials|/\.docker/|\b(httpd|apache2|nginx|php|my|lighttpd)\.(conf|ini|cnf)\b|/var/log/|\bwin\.ini\b|\bboot\.ini\b|system32[/\\]|[/\\]windows[/\\]|web\.config\b|wp-config\.php|\.htpasswd|\.htaccess|/\.ssh/|\bid_rsa\b|\.bash_history",
     ),
     (
         "lfi-absolute-path",
@@ -301,7 +308,7 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "lfi-wrapper",
         Class::FileInclusion,
         VALUES,
-        r"^\s*(php|file|expect|data|zip|phar|glob|gopher|dict|jar|compress\.zlib)://|php://(filter|input)",
+        r"^\s*(php|file|expect|data|zip|phar|glob|gopher|dict|jar|compress\.zlib)://|php://(filter|input)|\b(url|jar):(file|https?|ftp):|\bfile:/",
     ),
     ("lfi-null-byte", Class::FileInclusion, VALUES, r"\x00|%00"),
     (
@@ -312,10 +319,52 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
     ),
     // Reconnaissance.
     (
+        "sqli-quote-operator-comment",
+        Class::Sqli,
+        VALUES,
+        r"['\x22\x{2018}\x{2019}`][^'\x22\n]{0,30}(--(\s|$)|/\*)",
+    ),
+    (
+        "sqli-path-quote",
+        Class::Sqli,
+        PATH,
+        r"['\x22] ?\)? ?(and|or|union|select|order|group|having)\b",
+    ),
+    (
+        "sqli-unicode-quote",
+        Class::Sqli,
+        VALUES,
+        r"[\x{2018}\x{2019}] ?(or|and) ?[\x{2018}\x{2019}]?\w",
+    ),
+    (
+        "cmd-shell-invocation",
+        Class::CommandInjection,
+        VALUES,
+        r"\b(sh|bash|zsh|dash|ksh|csh|tcsh|busybox sh)\s+-c\b|\\?!\s?(whoami|id|pwd|sh|bash|uname)\b",
+    ),
+    (
+        "cmd-windows-batch",
+        Class::CommandInjection,
+        VALUES,
+        r"\bif\s+(/i\s+)?(not\s+)?(exist|defined|errorlevel|\S+\s*==|\(|\x22)|\bfor\s+/[fdlr]\b|%comspec%|\bset\s+/[ap]\b|\bstart\s+/b\b|\b(cmd|command)(\.exe|\.com)?\s*/[ck]\b",
+    ),
+    (
+        "cmd-mail-protocol",
+        Class::CommandInjection,
+        VALUES,
+        r"\n ?[a-z]\d{3} (search|append|uid|login|select|fetch|store|list|copy|examine|delete|create|rename)\b|\n ?(rcpt to|mail from|helo|ehlo)\b",
+    ),
+    (
+        "lfi-sensitive-path",
+        Class::FileInclusion,
+        PATH,
+        r"\bwin\.ini\b|\bboot\.ini\b|/etc/(passwd|shadow|groups?|hosts)\b|^/[a-z]:/",
+    ),
+    (
         "probe-path",
         Class::Probe,
         PATH,
-        r"/\.(env|git|svn|hg|aws|ds_store|docker|npmrc|bash_history)\b|/(phpmyadmin|pma|myadmin|mysqladmin|phpmyadmin\d+)\b|/wp-admin/(install|setup-config)\.php|/cgi-bin/\S*\.(sh|cgi|pl)\b|/hnap1\b|/boaform\b|/actuator\b|/server-status\b|/vendor/phpunit\b|/solr/admin\b|/manager/html\b|/jmx-console\b|/invoker/|/wls-wsat\b|/_ignition\b|/telescope/requests|/eval-stdin\.php|/gponform\b|/tmui/|/(shell|cmd|c99|r57|webshell|wso|alfa)\.(php|asp|aspx|jsp)\b|/(backup|dump|db|database|site)\.(sql|zip|tar|tar\.gz|tgz|rar|bak)\b|\.(bak|old|orig|swp|save)$|/etc/passwd\b|/setup\.cgi\b|/console/login\b|/owa/auth/x\.js|/autodiscover/autodiscover\.json|/remote/fgt_lang|/global-protect/|/api/jsonws/invoke|/struts2?\b|/\w+\.action$|/sitecore/|/cfide/|/wp-content/plugins/\S+/readme\.txt",
+        r"/\.(env|git|svn|hg|aws|ds_store|docker|npmrc|bash_history)\b|/(phpmyadmin|pma|myadmin|mysqladmin|phpmyadmin\d+)\b|/wp-admin/(install|setup-config)\.php|/cgi-bin/\S*\.(sh|cgi|pl)\b|/hnap1\b|/boaform\b|/actuator\b|/server-status\b|/vendor/phpunit\b|/solr/admin\b|/manager/html\b|/jmx-console\b|/invoker/|/wls-wsat\b|/_ignition\b|/telescope/requests|/eval-stdin\.php|/gponform\b|/tmui/|/(shell|cmd|c99|r57|webshell|wso|alfa)\.(php|asp|aspx|jsp)\b|/(backup|dump|db|database|site)\.(sql|zip|tar|tar\.gz|tgz|rar|bak)\b|\.(bak|old|orig|swp|save)$|/proc/[a-z]|/[\w-]*shell[\w-]*\.(php|asp|aspx|jsp)\b|w00tw00t|/setup\.cgi\b|/console/login\b|/owa/auth/x\.js|/autodiscover/autodiscover\.json|/remote/fgt_lang|/global-protect/|/api/jsonws/invoke|/struts2?\b|/\w+\.action$|/sitecore/|/cfide/|/wp-content/plugins/\S+/readme\.txt",
     ),
 ];
 
@@ -467,6 +516,21 @@ impl Detector<'_> {
                 }
             }
         }
+        // Shells drop quotes and escapes inside words: `wh''oami`, `/etc/pa[s]swd`.
+        if let Some(sq) = squeezed(&canon).filter(|sq| c.any.is_match(sq)) {
+            for (rule, re) in &c.rules {
+                let shell_rule = matches!(
+                    rule.class,
+                    Class::CommandInjection | Class::MaliciousCommand | Class::FileInclusion
+                );
+                if shell_rule && rule.places.contains(&place) && re.is_match(&sq) {
+                    self.push(rule.class, rule.name, span, &decoded, was_encoded);
+                }
+            }
+        }
+        if place == Place::Path && is_dotfile_probe(&canon) {
+            self.push(Class::Probe, "probe-dotfile", span, &decoded, was_encoded);
+        }
         if matches!(place, Place::Query | Place::Header) {
             self.libinjection(&decoded, span, was_encoded);
         }
@@ -578,6 +642,19 @@ impl Detector<'_> {
             }
         }
     }
+}
+
+/// A path segment that starts with a dot (`/.env`, `/.git/config`, `/.claude/...`):
+/// hidden files are never links of a site, only scanners ask for them. `/.well-known/`
+/// is the exception (ACME, security.txt).
+fn is_dotfile_probe(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        seg.len() > 1
+            && seg.starts_with('.')
+            && seg != ".."
+            && seg != ".well-known"
+            && seg[1..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+    })
 }
 
 /// One response of this many bytes or more to a non-media request is worth a look.
