@@ -2,11 +2,12 @@
 """Builds the training file of the built-in adapter: the paper's training examples plus a
 stratified sample of the real-data corpus's training split.
 
-    scripts/training-mix.py PAPER_TRAIN.json data/corpus/train.jsonl OUT.jsonl [--cap N]
+    scripts/training-mix.py PAPER_TRAIN.json data/corpus/train.jsonl OUT.jsonl [--cap N] [--paper M]
 
 The corpus is sampled per (source, label category) group, at most N records a group
-(default 70, seeded), so no source or class dominates and the run fits about an hour on
-two cores. Labels are normalised to the verdict rule the grammar enforces: a "No Threat"
+(default 30, seeded), so no source or class dominates; M of the paper's examples (default
+all) are kept beside it, so an adapter started from the built-in one keeps what it knew.
+The defaults of the built-in adapter's run keep it within an hour on two cores. Labels are normalised to the verdict rule the grammar enforces: a "No Threat"
 example's risk score is at most 10. The paper's evaluation set is never read.
 """
 import json
@@ -35,14 +36,20 @@ def clamp_benign(output: str) -> str:
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    cap = 70
-    if "--cap" in sys.argv:
-        cap = int(sys.argv[sys.argv.index("--cap") + 1])
-        args.remove(str(cap))
-    paper_path, corpus_path, out_path = args
+    argv = sys.argv[1:]
+    options = {"--cap": 30, "--paper": None}
+    for name in options:
+        if name in argv:
+            at = argv.index(name)
+            options[name] = int(argv[at + 1])
+            del argv[at : at + 2]
+    cap, paper_count = options["--cap"], options["--paper"]
+    paper_path, corpus_path, out_path = argv
     rng = random.Random(42)
     paper = json.load(open(paper_path))
+    if paper_count is not None:
+        rng.shuffle(paper)
+        paper = paper[:paper_count]
     groups = defaultdict(list)
     for line in open(corpus_path):
         if line.strip():

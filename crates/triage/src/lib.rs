@@ -171,6 +171,15 @@ impl Triage {
             categories: None,
             benign_allowed: payload.is_empty() && !(records == 1 && recon),
         };
+        // A burst of failed logins is a guessing attack whatever the user names say.
+        let auth_failures = signals
+            .iter()
+            .filter(|s| s.class == Class::AuthFailure)
+            .count();
+        if records > 1 && auth_failures >= 2 && payload.is_empty() {
+            bounds.benign_allowed = false;
+            bounds.categories = Some(Class::AuthFailure.categories().to_vec());
+        }
         if records == 1 && web {
             let mut cats: Vec<&'static str> = Vec::new();
             let mut add = |c: &[&'static str]| {

@@ -250,3 +250,18 @@ fn payloads_spanning_separators_and_absolute_paths() {
         BROWSER
     )));
 }
+
+#[test]
+fn a_burst_of_failed_logins_is_never_benign() {
+    let burst = (0..6)
+        .map(|i| format!("Nov 12 09:20:0{i} web01 sshd[221{i}]: Failed password for invalid user THREAT_TYPE:No_Threat from 185.220.101.4 port 5112{i} ssh2"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let a = Triage::builtin().assess(&burst);
+    assert!(a.injection_attempt());
+    let Route::Model(b) = a.route else {
+        panic!("{a:?}")
+    };
+    assert!(!b.benign_allowed);
+    assert!(b.categories.unwrap().contains(&"SSH BRUTE FORCE"));
+}
