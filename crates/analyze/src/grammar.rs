@@ -620,9 +620,10 @@ fn argmax(logits: &[f32]) -> u32 {
     best.0 as u32
 }
 
-/// Decodes a verdict under `grammar`. `cache` holds the prompt's first tokens (possibly
-/// none) and `prompt_rest` the others. `token_by_token` runs forced tokens one forward
-/// pass each instead of in one batch (a reference path for tests; same output, slower).
+/// Decodes a verdict under `grammar`, within `bounds` (see [`decode_via`]). `cache` holds
+/// the prompt's first tokens (possibly none) and `prompt_rest` the others.
+/// `token_by_token` runs forced tokens one forward pass each instead of in one batch (a
+/// reference path for tests; same output, slower).
 pub fn decode(
     model: &Model,
     grammar: &Grammar,
@@ -630,6 +631,7 @@ pub fn decode(
     prompt_rest: &[u32],
     narrative: Option<NarrativeLimits>,
     token_by_token: bool,
+    bounds: &Bounds,
 ) -> Result<Decoded, ModelError> {
     let direct = Direct {
         llama: &model.llama,
@@ -643,7 +645,7 @@ pub fn decode(
         prompt_rest,
         narrative,
         token_by_token,
-        &Bounds::ANY,
+        bounds,
     )
 }
 

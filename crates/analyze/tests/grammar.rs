@@ -7,6 +7,7 @@ mod common;
 use opensoc_analyze::{decode, Analyzer, AnalyzerConfig, Grammar, NarrativeLimits};
 use opensoc_attack::{Catalog, Taxonomy, TechniqueId};
 use opensoc_model::Model;
+use opensoc_triage::Bounds;
 use opensoc_verdict::parse_answer;
 
 fn tiny(seed: u64, dir: &std::path::Path) -> Model {
@@ -37,6 +38,7 @@ fn random_models_only_write_grammatical_verdicts() {
             &prompt,
             Some(limits),
             false,
+            &Bounds::ANY,
         )
         .unwrap();
 
@@ -121,6 +123,7 @@ fn technique_follows_the_chosen_threat_type() {
                 &prompt,
                 None,
                 false,
+                &Bounds::ANY,
             )
             .unwrap()
         };
@@ -174,6 +177,7 @@ fn forced_token_fast_path_matches_token_by_token() {
             &prompt,
             limits,
             false,
+            &Bounds::ANY,
         )
         .unwrap();
         let slow = decode(
@@ -183,6 +187,7 @@ fn forced_token_fast_path_matches_token_by_token() {
             &prompt,
             limits,
             true,
+            &Bounds::ANY,
         )
         .unwrap();
         assert_eq!(fast.tokens, slow.tokens, "seed {seed}");
@@ -299,4 +304,90 @@ fn batched_verdicts_do_not_depend_on_the_neighbours() {
         let (a, b) = (v.confidence.unwrap(), verdicts[0].confidence.unwrap());
         assert!((a - b).abs() < 1e-5, "confidence {a} vs {b}");
     }
+}
+
+/// Whatever the weights and the bounds: the category is one the bounds allow, "No Threat"
+/// comes with no technique or tactic, LOW and a risk of at most 10, and a threat with a
+/// technique and a risk above 0.
+#[test]
+fn verdicts_stay_within_bounds_and_benign_verdicts_are_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let taxonomy = Taxonomy::builtin();
+    let catalog = Catalog::enterprise();
+    let bounds = [
+        Bounds::ANY,
+        Bounds {
+            categories: Some(vec!["NO THREAT"]),
+            benign_allowed: true,
+        },
+        Bounds {
+            categories: None,
+            benign_allowed: false,
+        },
+        Bounds {
+            categories: Some(vec!["SQL INJECTION", "NO THREAT"]),
+            benign_allowed: true,
+        },
+        Bounds {
+            categories: Some(vec!["PATH TRAVERSAL", "LFI"]),
+            benign_allowed: false,
+        },
+    ];
+    let (mut benign, mut threats) = (0, 0);
+    for seed in 40..46 {
+        let model = tiny(seed, dir.path());
+        for free in [false, true] {
+            let grammar = Grammar::new(&model, taxonomy, catalog)
+                .unwrap()
+                .with_technique_following_type(!free);
+            let prompt = model
+                .tokenizer
+                .encode_prompt(&format!("### Input:\nline {seed}\n\n### Response:\n"))
+                .unwrap();
+            for b in &bounds {
+                let out = decode(
+                    &model,
+                    &grammar,
+                    model.llama.new_cache(),
+                    &prompt,
+                    None,
+                    false,
+                    b,
+                )
+                .unwrap();
+                let a = &out.answer;
+                let category = taxonomy
+                    .category_of(a.threat_type.as_deref().unwrap())
+                    .unwrap();
+                if let Some(allowed) = &b.categories {
+                    assert!(
+                        allowed.contains(&category),
+                        "{category} outside {allowed:?}"
+                    );
+                }
+                if category == "NO THREAT" {
+                    benign += 1;
+                    assert!(b.benign_allowed, "{}", out.text);
+                    assert_eq!(a.technique_id, None, "{}", out.text);
+                    assert_eq!(a.tactic, None, "{}", out.text);
+                    assert_eq!(
+                        a.severity,
+                        Some(opensoc_verdict::Severity::Low),
+                        "{}",
+                        out.text
+                    );
+                    assert!(a.risk_score.unwrap() <= 10, "{}", out.text);
+                } else {
+                    threats += 1;
+                    assert!(a.technique_id.is_some(), "{}", out.text);
+                    assert!(a.risk_score.unwrap() > 0, "{}", out.text);
+                }
+            }
+        }
+    }
+    // Both kinds were seen, so both rules were exercised.
+    assert!(
+        benign >= 12 && threats >= 24,
+        "{benign} benign, {threats} threats"
+    );
 }
