@@ -9,7 +9,9 @@ use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
 use opensoc_ingest::{GroupingConfig, Intake, IntakeConfig, Source, Timeout};
 use opensoc_report::{Format, VerdictWriter};
 
-use super::{load_model, prepare_for_analysis, progress_bar, AdapterArgs, TechniqueArgs, Weights};
+use super::{
+    load_model, prepare_for_analysis, progress_bar, AdapterArgs, TechniqueArgs, TriageArgs, Weights,
+};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -52,6 +54,8 @@ pub struct Args {
     max_input_tokens: usize,
     #[command(flatten)]
     technique: TechniqueArgs,
+    #[command(flatten)]
+    triage: TriageArgs,
     /// Generate freely and parse the text (the paper's way) instead of decoding under the
     /// verdict grammar, which always yields valid fields.
     #[arg(long)]
@@ -128,6 +132,8 @@ pub fn run(args: Args) -> Result<Outcome> {
             technique_follows_type: !args.technique.free,
             narrative: (!args.no_narrative).then(NarrativeLimits::default),
             min_confidence: args.min_confidence,
+            triage: args.triage.triage()?,
+            signal_bounds: !args.triage.no_bounds,
             ..AnalyzerConfig::default()
         },
     )?;
@@ -145,7 +151,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     let progress = progress_bar(None, args.quiet);
 
     let started = Instant::now();
-    let (mut analysed, mut failed) = (0usize, 0usize);
+    let (mut analysed, mut failed, mut fast) = (0usize, 0usize, 0usize);
     let batch_size = args.batch.max(1);
     let mut ended = false;
     while !ended {
@@ -173,6 +179,7 @@ pub fn run(args: Args) -> Result<Outcome> {
                         writer.write(&verdict)
                     })?;
                     analysed += 1;
+                    fast += usize::from(verdict.decided_by.as_deref() == Some("fast-path"));
                 }
                 Err(err) => {
                     progress.suspend(|| tracing::warn!("{err}"));
@@ -189,7 +196,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     if !args.quiet {
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
-            "{analysed} entries analysed, {failed} failed, in {secs:.1} s ({:.1} entries/min)",
+            "{analysed} entries analysed ({fast} decided by the fast path), {failed} failed, in {secs:.1} s ({:.1} entries/min)",
             analysed as f64 * 60.0 / secs.max(1e-9)
         );
     }

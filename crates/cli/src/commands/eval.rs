@@ -8,7 +8,9 @@ use opensoc_eval::{evaluate, load_examples, render, Example, System};
 use opensoc_model::{Adapter, Model};
 use opensoc_report::{Format, VerdictWriter};
 
-use super::{load_model, prepare_for_analysis, progress_bar, AdapterArgs, TechniqueArgs, Weights};
+use super::{
+    load_model, prepare_for_analysis, progress_bar, AdapterArgs, TechniqueArgs, TriageArgs, Weights,
+};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -31,6 +33,8 @@ pub struct Args {
     baseline: bool,
     #[command(flatten)]
     technique: TechniqueArgs,
+    #[command(flatten)]
+    triage: TriageArgs,
     /// Generate freely and parse the text, as the paper does, instead of the grammar.
     #[arg(long)]
     unconstrained: bool,
@@ -78,6 +82,8 @@ fn run_system(
             technique_beam: args.technique.beam,
             technique_follows_type: !args.technique.free,
             narrative: args.narrative.then(NarrativeLimits::default),
+            triage: args.triage.triage()?,
+            signal_bounds: !args.triage.no_bounds,
             ..AnalyzerConfig::default()
         },
     )?;

@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use opensoc_model::{fetch, Adapter, LoadOptions, Model, ModelSource, WeightFormat};
+use opensoc_triage::{FastPathRules, Triage};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
 pub enum Weights {
@@ -89,6 +90,38 @@ pub struct TechniqueArgs {
     /// the technique the taxonomy assigns the threat type it chose (docs/EVALUATION.md).
     #[arg(long = "free-technique")]
     pub free: bool,
+}
+
+/// Triage options (detectors and the benign fast path) for the commands that analyse.
+#[derive(clap::Args)]
+pub struct TriageArgs {
+    /// Send every entry to the model: no "No Threat" decided by the fast-path rules.
+    #[arg(long = "no-fast-path")]
+    pub no_fast_path: bool,
+    /// Fast-path rules file that extends the built-in rules (or replaces them, with
+    /// `replace = true`); format in docs/TRIAGE.md.
+    #[arg(
+        long = "fast-path-rules",
+        value_name = "FILE",
+        conflicts_with = "no_fast_path"
+    )]
+    pub rules: Option<PathBuf>,
+    /// Let the model's verdict leave the bounds the detector signals set (a payload may
+    /// then be called "No Threat"); for measuring what the bounds change.
+    #[arg(long = "no-signal-bounds")]
+    pub no_bounds: bool,
+}
+
+impl TriageArgs {
+    /// The triage step these options ask for.
+    pub fn triage(&self) -> Result<Triage> {
+        let rules = match (&self.rules, self.no_fast_path) {
+            (_, true) => FastPathRules::none(),
+            (Some(path), false) => FastPathRules::with_file(path)?,
+            (None, false) => FastPathRules::builtin(),
+        };
+        Ok(Triage::new(rules))
+    }
 }
 
 /// Adapter options shared by the commands that run the model.
