@@ -219,3 +219,44 @@ fn attack_show_prints_the_catalog_entry() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn eval_scores_a_split_and_a_web_only_system_from_prediction_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = |name: &str| repo(&format!("crates/eval/tests/fixtures/{name}"));
+    let data = fixture("real-logs.jsonl");
+    let model = format!("model={}", fixture("real-logs-model.jsonl").display());
+    let crs = format!("crs={}", fixture("real-logs-crs.jsonl").display());
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--quiet", "--split", "validation"];
+        args.extend(["--data", data.to_str().unwrap(), "--out"]);
+        args.push(dir.path().to_str().unwrap());
+        args.extend(["--predictions", &model, "--predictions", &crs]);
+        opensoc().args(&args).args(extra).output().unwrap()
+    };
+    let out = eval(&["--answered-only", "crs"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.path().join("report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (
+            report["examples"].as_u64(),
+            report["file_examples"].as_u64()
+        ),
+        (Some(8), Some(9))
+    );
+    let crs = &report["systems"][1];
+    assert_eq!(
+        (crs["scope"].as_str(), crs["answered"].as_u64()),
+        (Some("answered"), Some(4))
+    );
+    assert_eq!(crs["unanswered"], 0);
+
+    let out = eval(&["--answered-only", "waf"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--answered-only waf"));
+}

@@ -1,7 +1,10 @@
 //! Loading labelled examples and the predictions to score against them.
 //!
 //! Examples are Alpaca records (`{instruction, input, output}`), as a JSON list or as
-//! JSONL. Predictions are JSONL (or a JSON list) of either
+//! JSONL, optionally with the keys of a real-log corpus: `source` (the source group an
+//! entry came from), `format` (the ingest format name, e.g. `access-combined`, `sshd`)
+//! and `split` (`train` or `validation`), which the report groups and selects by.
+//! Predictions are JSONL (or a JSON list) of either
 //!
 //! * verdict objects as `opensoc analyze` writes them (`threat_type`, `technique_id`,
 //!   `severity`, ..., `raw_output`), recognised by having `raw_output` or any verdict
@@ -12,7 +15,9 @@
 //!
 //! A prediction is matched to an example by an explicit key when it has one: an
 //! `index` field (a non-negative integer), or else an `id` that is a non-negative
-//! integer or a string of digits. Keys are 0-based positions in the example file.
+//! integer or a string of digits. Keys are 0-based positions in the example file, also
+//! when only part of it is scored ([`crate::Selection`]): predictions are matched against
+//! the whole file first.
 //! Other ids (`access.log:12`, as `opensoc analyze` writes) are not keys, and such a
 //! file is matched by position: the n-th prediction record belongs to the n-th example.
 //! A file must use one scheme throughout; mixing them, repeating a key or pointing past
@@ -36,6 +41,50 @@ pub struct Example {
     pub input: String,
     /// The reference answer (`THREAT_TYPE: ...` lines).
     pub output: String,
+    /// Source group of a real-log record (`crs-regression`, `honeynet-web`, ...).
+    pub source: Option<String>,
+    /// Ingest format name of the entry (`access-combined`, `w3c`, `syslog-3164`, ...).
+    pub format: Option<String>,
+    /// Which part of a corpus the record belongs to (`train`, `validation`).
+    pub split: Option<String>,
+}
+
+impl Example {
+    /// Whether the entry is a web access-log line (or an incident of them): formats named
+    /// `access` or `access-*` (Apache/nginx combined and common), `w3c` or `iis*`.
+    pub fn is_web(&self) -> bool {
+        self.format.as_deref().is_some_and(is_web_format)
+    }
+
+    /// How many log lines the entry stands for: the count of an incident entry's summary
+    /// (`[...40 total failed auth attempts from ...]`, as `opensoc analyze` renders a
+    /// burst, or the paper's `[...29 total attempts...]`), else 1.
+    pub fn lines_behind(&self) -> u64 {
+        lines_behind(&self.input)
+    }
+}
+
+/// See [`Example::lines_behind`]. The last summary wins: an incident's head lines are
+/// verbatim log text and could hold anything.
+pub fn lines_behind(input: &str) -> u64 {
+    input
+        .match_indices("[...")
+        .filter_map(|(at, marker)| {
+            let rest = input[at + marker.len()..].trim_start();
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let count: u64 = rest[..digits].parse().ok()?;
+            rest[digits..].starts_with(" total").then_some(count)
+        })
+        .last()
+        .map_or(1, |n| n.max(1))
+}
+
+/// Whether `format` names a web access-log format (see [`Example::is_web`]).
+pub fn is_web_format(format: &str) -> bool {
+    let f = format.trim().to_ascii_lowercase();
+    f == "access" || f.starts_with("access-") || f == "w3c" || f.starts_with("iis")
 }
 
 /// Where in a file a record sits: a line of JSONL or an element of a JSON list.
@@ -110,13 +159,27 @@ pub enum DatasetError {
     },
 }
 
-/// The fields of an Alpaca record; unknown fields are allowed (some exports add ids).
+/// The fields of an Alpaca record; unknown fields are allowed (some exports add ids, the
+/// corpus adds `label_rule`).
 #[derive(Deserialize)]
 struct AlpacaRecord {
     #[serde(default)]
     instruction: String,
     input: String,
     output: String,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    split: Option<String>,
+}
+
+/// A blank key is an absent one.
+fn present(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// Reads an Alpaca-format data set: a JSON list or JSONL of `{instruction, input, output}`.
@@ -143,6 +206,9 @@ pub fn parse_examples(text: &str, origin: &str) -> Result<Vec<Example>, DatasetE
                 instruction: record.instruction,
                 input: record.input,
                 output: record.output,
+                source: present(record.source),
+                format: present(record.format),
+                split: present(record.split),
             })
         })
         .collect()
@@ -393,6 +459,71 @@ mod tests {
     }
 
     #[test]
+    fn corpus_keys_blank_or_wrong() {
+        let jsonl = concat!(
+            r#"{"input":"a","output":"o","source":" crs ","format":"","split":"validation"}"#,
+            "\n",
+            r#"{"input":"b","output":"o","source":7}"#,
+        );
+        let err = parse_examples(jsonl, "c.jsonl").map(|_| ()).unwrap_err();
+        assert!(err.to_string().starts_with("c.jsonl, line 2:"), "{err}");
+        let ex = parse_examples(jsonl.lines().next().unwrap_or_default(), "c").unwrap_or_default();
+        assert_eq!(ex[0].source.as_deref(), Some("crs"));
+        assert_eq!(ex[0].format, None);
+        assert_eq!(ex[0].split.as_deref(), Some("validation"));
+    }
+
+    #[test]
+    fn web_formats() {
+        for web in [
+            "access",
+            "access-combined",
+            "Access-Common",
+            "w3c",
+            "iis-w3c",
+        ] {
+            assert!(is_web_format(web), "{web}");
+        }
+        for other in [
+            "syslog-3164",
+            "sshd",
+            "windows-xml",
+            "accessibility",
+            "plain",
+            "",
+        ] {
+            assert!(!is_web_format(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn lines_behind_incident_summaries() {
+        assert_eq!(lines_behind("GET / HTTP/1.1 200"), 1);
+        assert_eq!(
+            lines_behind("a\n[... 36 more ...]\nb\n[...40 total failed auth attempts from x...]"),
+            40
+        );
+        assert_eq!(
+            lines_behind("Failed password [...29 total attempts...]"),
+            29
+        );
+        // A head line that quotes a summary does not win over the entry's own.
+        assert_eq!(
+            lines_behind("GET /?q=[...9 total x] 200\n[...3 total requests from y...]"),
+            3
+        );
+        // Not a count: no digits, no `total`, a zero, an overflow.
+        for text in [
+            "[...many total...]",
+            "[...12 more...]",
+            "[...0 total...]",
+            "[...99999999999999999999999 total...]",
+        ] {
+            assert_eq!(lines_behind(text), 1, "{text}");
+        }
+    }
+
+    #[test]
     fn malformed_examples_say_where() {
         let jsonl = "{\"input\":\"a\",\"output\":\"o\"}\n{\"input\":\"a\"}\n";
         let err = parse_examples(jsonl, "d.jsonl").map(|_| ()).unwrap_err();
@@ -506,6 +637,9 @@ mod tests {
                 instruction: String::new(),
                 input: format!("log {index}"),
                 output: String::new(),
+                source: None,
+                format: None,
+                split: None,
             })
             .collect()
     }

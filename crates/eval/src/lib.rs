@@ -12,13 +12,20 @@
 //!   accuracy with Wilson 95 % intervals, plus the ATT&CK checks the paper skipped
 //!   (exact and parent technique, valid-ID rate, tactic), risk-score error and parse rate.
 //!
+//! Beside both, the **detection** figures that decide whether a tool is usable on real,
+//! mostly benign logs ([`report::DetectionScores`]): benign false-positive rate, attack
+//! recall, alerts per 10,000 benign lines, and web category accuracy, plus category
+//! accuracy per `source` and per `format` when the examples carry those keys. A system
+//! that covers one kind of log (a WAF) can be scored on the entries it answered only
+//! ([`Scope::Answered`]), and a corpus split scored alone ([`Selection`]).
+//!
 //! Modules follow the flow: [`dataset`] loads and aligns, [`protocol`] reads answers,
 //! [`metrics`] holds the arithmetic, [`report`] scores, [`render`] writes JSON, JSONL,
 //! Markdown and a self-contained HTML page. Nothing here needs a model.
 //!
 //! ```
 //! use opensoc_attack::{Catalog, Taxonomy};
-//! use opensoc_eval::{dataset, evaluate, render, System};
+//! use opensoc_eval::{dataset, evaluate, render, Scope, System};
 //!
 //! let examples = dataset::parse_examples(
 //!     r#"[{"instruction": "Analyze this log.", "input": "GET /?id=1' OR 1=1--",
@@ -33,6 +40,7 @@
 //!         r#"{"id": 0, "output": "Threat type: SQL injection. Severity: critical."}"#,
 //!         "base.jsonl",
 //!     )?,
+//!     scope: Scope::All,
 //! };
 //! let eval = evaluate(&examples, &[base], Taxonomy::builtin(), Catalog::enterprise())?;
 //! let scores = &eval.report.systems[0];
@@ -53,8 +61,8 @@ pub mod render;
 pub mod report;
 
 pub use dataset::{
-    align, load_examples, load_predictions, DatasetError, Example, Location, Prediction,
-    PredictionBody,
+    align, is_web_format, lines_behind, load_examples, load_predictions, DatasetError, Example,
+    Location, Prediction, PredictionBody,
 };
 pub use metrics::{
     ece_of, expected_calibration_error, mean_absolute_error, reliability, wilson_interval,
@@ -63,7 +71,8 @@ pub use metrics::{
 pub use protocol::{cut_at_loop_marker, strict_field, Fields};
 pub use render::RenderError;
 pub use report::{
-    evaluate, Calibration, Comparison, ComparisonRow, Confusions, Correct, Evaluation,
-    ExampleRecord, Headline, Protocol, Report, SocBenchScores, StrictScores, System, SystemOutcome,
-    SystemReport, Unit,
+    evaluate, evaluate_selected, Calibration, Comparison, ComparisonRow, Confusions, Correct,
+    DetectionScores, Evaluation, ExampleRecord, GroupScore, Headline, LineAlerts, Protocol, Report,
+    Scope, Selection, SocBenchScores, StrictScores, System, SystemOutcome, SystemReport, Unit,
+    BENIGN_CATEGORY,
 };

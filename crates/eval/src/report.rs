@@ -1,6 +1,9 @@
-//! Scoring systems against examples: the [`Report`] of both protocols, the side-by-side
-//! comparison in the shape of the paper's Table II, and per-example records.
+//! Scoring systems against examples: the [`Report`] of both protocols, the detection
+//! figures that matter on real logs (benign false-positive rate, attack recall, alerts
+//! per 10,000 benign lines, per source and per format), the side-by-side comparison in
+//! the shape of the paper's Table II, and per-example records.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use opensoc_attack::{Catalog, Taxonomy, TechniqueId};
@@ -22,17 +25,89 @@ pub struct System {
     /// Where the predictions came from, for error messages (usually the file path).
     pub origin: String,
     pub predictions: Vec<Prediction>,
+    /// Which examples the system is scored on.
+    pub scope: Scope,
+}
+
+/// Which of the selected examples a system is scored on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every selected example; an unanswered one counts as wrong.
+    #[default]
+    All,
+    /// Only the examples the system answered. For a system that covers one kind of log by
+    /// design, such as a web application firewall that sees web requests only: its
+    /// silence on an sshd line is no verdict, so it should not count as a miss or as a
+    /// correct "no threat".
+    Answered,
 }
 
 impl System {
-    /// Loads a prediction file (see [`crate::dataset`] for the accepted shapes).
+    /// Loads a prediction file (see [`crate::dataset`] for the accepted shapes), scored on
+    /// every selected example.
     pub fn load(name: impl Into<String>, path: impl AsRef<Path>) -> Result<System, DatasetError> {
         let path = path.as_ref();
         Ok(System {
             name: name.into(),
             origin: path.display().to_string(),
             predictions: dataset::load_predictions(path)?,
+            scope: Scope::All,
         })
+    }
+
+    /// The same system, scored with `scope`.
+    pub fn with_scope(self, scope: Scope) -> System {
+        System { scope, ..self }
+    }
+}
+
+/// Which examples of a file are scored. Prediction files always refer to positions in the
+/// whole file, so a selection never shifts their matching.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Only records of this split (`validation`); records without a split are left out.
+    pub split: Option<String>,
+    /// Only these 0-based positions (the validation part `opensoc train --val-fraction`
+    /// holds out of an Alpaca file).
+    pub positions: Option<BTreeSet<usize>>,
+    /// The first N examples left after the other filters.
+    pub limit: Option<usize>,
+}
+
+impl Selection {
+    /// Positions in `examples` of the selected ones, in file order.
+    pub fn apply(&self, examples: &[Example]) -> Vec<usize> {
+        let mut chosen: Vec<usize> = examples
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| {
+                self.split
+                    .as_deref()
+                    .is_none_or(|want| e.split.as_deref() == Some(want))
+            })
+            .filter(|(position, _)| self.positions.as_ref().is_none_or(|p| p.contains(position)))
+            .map(|(position, _)| position)
+            .collect();
+        if let Some(n) = self.limit {
+            chosen.truncate(n);
+        }
+        chosen
+    }
+
+    /// The filters in words, for the report; `None` when everything is scored.
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(split) = &self.split {
+            parts.push(format!("split {split}"));
+        }
+        if let Some(p) = &self.positions {
+            parts.push(format!("{} held-out positions", p.len()));
+        }
+        if let Some(n) = self.limit {
+            parts.push(format!("first {n}"));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
     }
 }
 
@@ -46,8 +121,12 @@ pub struct Evaluation {
 /// Everything measured, for every system, and the comparisons between them.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// Number of labelled examples.
+    /// Number of labelled examples scored (after the selection).
     pub examples: usize,
+    /// Number of examples in the file.
+    pub file_examples: usize,
+    /// What was selected (`split validation`), when not the whole file.
+    pub selection: Option<String>,
     /// ATT&CK release the technique IDs were checked against.
     pub attack_version: &'static str,
     pub systems: Vec<SystemReport>,
@@ -59,12 +138,20 @@ pub struct Report {
 #[derive(Debug, Clone, Serialize)]
 pub struct SystemReport {
     pub name: String,
+    pub scope: Scope,
     /// Examples that have a prediction.
     pub answered: usize,
-    /// Examples without one; they count as wrong everywhere.
+    /// Examples without one; they count as wrong everywhere (none under
+    /// [`Scope::Answered`], where they are not scored).
     pub unanswered: usize,
     pub strict: StrictScores,
     pub soc_bench: SocBenchScores,
+    /// Alerts against labels: what an analyst on real, mostly benign logs lives with.
+    pub detection: DetectionScores,
+    /// Per `source` key of the examples, by name; empty when no example has one.
+    pub per_source: Vec<GroupScore>,
+    /// Per `format` key of the examples, by name; empty when no example has one.
+    pub per_format: Vec<GroupScore>,
     /// How well the verdicts' `confidence` predicts correctness; `None` when no
     /// prediction carries a confidence (raw text, unconstrained decoding).
     pub calibration: Option<Calibration>,
@@ -154,6 +241,140 @@ pub struct SocBenchScores {
     pub confusion: Confusions,
 }
 
+/// A verdict is an *alert* when its category is any attack category, i.e. not
+/// [`BENIGN_CATEGORY`]; an unanswered or unreadable verdict raises none. Examples whose
+/// label maps to no category count in none of these figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectionScores {
+    /// Benign-labelled examples that raised an alert.
+    pub benign_false_positive_rate: Proportion,
+    /// Attack-labelled examples that raised an alert (of any attack category).
+    pub attack_recall: Proportion,
+    /// Alerts per 10,000 benign log lines.
+    pub benign_line_alerts: LineAlerts,
+    /// Category accuracy on web access-log entries ([`Example::is_web`]); no trials when
+    /// there are none.
+    pub web_category_accuracy: Proportion,
+}
+
+/// Alerts per 10,000 benign log lines: what an analyst's alert queue sees. An incident
+/// entry stands for the lines its summary counts ([`Example::lines_behind`]), any other
+/// entry for one; a false alarm on an incident flags all of its lines.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LineAlerts {
+    /// Benign lines inside alerted entries over all benign lines, with its Wilson
+    /// interval (optimistic: the lines of one incident are not independent trials).
+    pub lines: Proportion,
+    /// `lines.value * 10,000`, and its interval likewise scaled.
+    pub per_10k: f64,
+    pub per_10k_low: f64,
+    pub per_10k_high: f64,
+}
+
+impl LineAlerts {
+    fn new(alerted: u64, total: u64) -> LineAlerts {
+        let lines = Proportion::new(alerted, total);
+        LineAlerts {
+            lines,
+            per_10k: lines.value * 1e4,
+            per_10k_low: lines.low * 1e4,
+            per_10k_high: lines.high * 1e4,
+        }
+    }
+}
+
+/// Scores of the examples sharing a `source` or `format` key.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupScore {
+    /// The key's value; [`GroupScore::UNSPECIFIED`] for examples without one.
+    pub group: String,
+    /// Scored examples in the group.
+    pub examples: u64,
+    pub category_accuracy: Proportion,
+    pub benign_false_positive_rate: Proportion,
+    pub attack_recall: Proportion,
+}
+
+impl GroupScore {
+    /// Group of the examples that lack the key while others have it.
+    pub const UNSPECIFIED: &'static str = "(unspecified)";
+}
+
+/// The category of benign traffic in the taxonomy; every other category is an attack.
+pub const BENIGN_CATEGORY: &str = "NO THREAT";
+
+/// Counts behind [`DetectionScores`] and [`GroupScore`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    examples: u64,
+    labelled: u64,
+    correct: u64,
+    benign: u64,
+    false_alarms: u64,
+    attacks: u64,
+    detected: u64,
+    benign_lines: u64,
+    alerted_benign_lines: u64,
+}
+
+impl Tally {
+    fn add(&mut self, example: &Example, label: &Fields, predicted: &Fields, correct: &Correct) {
+        self.examples += 1;
+        let Some(category) = label.category.as_deref() else {
+            return;
+        };
+        self.labelled += 1;
+        self.correct += u64::from(correct.category);
+        let alert = predicted
+            .category
+            .as_deref()
+            .is_some_and(|c| c != BENIGN_CATEGORY);
+        if category == BENIGN_CATEGORY {
+            let lines = example.lines_behind();
+            self.benign += 1;
+            self.false_alarms += u64::from(alert);
+            self.benign_lines += lines;
+            self.alerted_benign_lines += if alert { lines } else { 0 };
+        } else {
+            self.attacks += 1;
+            self.detected += u64::from(alert);
+        }
+    }
+
+    fn group(&self, group: String) -> GroupScore {
+        GroupScore {
+            group,
+            examples: self.examples,
+            category_accuracy: Proportion::new(self.correct, self.labelled),
+            benign_false_positive_rate: Proportion::new(self.false_alarms, self.benign),
+            attack_recall: Proportion::new(self.detected, self.attacks),
+        }
+    }
+}
+
+/// Tallies per value of one example key (`source`, `format`), by name; examples without
+/// the key go to [`GroupScore::UNSPECIFIED`] when any example has it, else nothing.
+fn groups(
+    examples: &[&Example],
+    key: fn(&Example) -> Option<&str>,
+    labels: &[Fields],
+    predicted: &[Fields],
+    outcomes: &[Correct],
+) -> Vec<GroupScore> {
+    if examples.iter().all(|e| key(e).is_none()) {
+        return Vec::new();
+    }
+    let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
+    for (((example, label), p), c) in examples.iter().zip(labels).zip(predicted).zip(outcomes) {
+        let group = key(example).unwrap_or(GroupScore::UNSPECIFIED);
+        tallies.entry(group).or_default().add(example, label, p, c);
+    }
+    tallies
+        .into_iter()
+        .map(|(group, tally)| tally.group(group.to_string()))
+        .collect()
+}
+
 /// Confusion matrices of one system.
 #[derive(Debug, Clone, Serialize)]
 pub struct Confusions {
@@ -172,6 +393,8 @@ pub enum Protocol {
     Strict,
     /// SOC-Bench v0 (tolerant parsing, canonical categories, ATT&CK checks).
     SocBench,
+    /// Alerts against labels (benign false positives, attack recall, web logs).
+    Detection,
 }
 
 impl Protocol {
@@ -179,6 +402,7 @@ impl Protocol {
         match self {
             Protocol::Strict => "Strict (paper)",
             Protocol::SocBench => "SOC-Bench v0",
+            Protocol::Detection => "Detection",
         }
     }
 }
@@ -193,6 +417,8 @@ pub enum Unit {
     Score,
     /// Risk-score points; lower is better.
     Points,
+    /// A count per 10,000 (alerts per 10,000 benign lines).
+    PerTenThousand,
 }
 
 /// One metric of two systems side by side.
@@ -235,6 +461,7 @@ impl SystemReport {
     pub fn headlines(&self) -> Vec<Headline> {
         let s = &self.strict;
         let b = &self.soc_bench;
+        let d = &self.detection;
         let row = |protocol, key, metric, unit, value: Option<f64>| Headline {
             protocol,
             key,
@@ -246,7 +473,7 @@ impl SystemReport {
         // A rate over no trials is undefined, not 0 % (a model that names no technique
         // has no valid-ID rate).
         let rate = |p: Proportion| (p.trials > 0).then_some(p.value);
-        use Protocol::{SocBench, Strict};
+        use Protocol::{Detection, SocBench, Strict};
         use Unit::{Rate, Score};
         vec![
             row(
@@ -355,6 +582,36 @@ impl SystemReport {
                 Rate,
                 rate(b.parse_rate),
             ),
+            Headline {
+                protocol: Detection,
+                key: "detection.benign_false_positive_rate",
+                metric: "Benign false-positive rate",
+                unit: Rate,
+                higher_is_better: false,
+                value: rate(d.benign_false_positive_rate),
+            },
+            row(
+                Detection,
+                "detection.attack_recall",
+                "Attack recall (any attack category)",
+                Rate,
+                rate(d.attack_recall),
+            ),
+            Headline {
+                protocol: Detection,
+                key: "detection.alerts_per_10k_benign_lines",
+                metric: "Alerts per 10,000 benign lines",
+                unit: Unit::PerTenThousand,
+                higher_is_better: false,
+                value: rate(d.benign_line_alerts.lines).map(|_| d.benign_line_alerts.per_10k),
+            },
+            row(
+                Detection,
+                "detection.web_category_accuracy",
+                "Web category accuracy",
+                Rate,
+                rate(d.web_category_accuracy),
+            ),
         ]
     }
 }
@@ -390,6 +647,10 @@ impl Comparison {
 pub struct ExampleRecord {
     pub index: usize,
     pub input: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
     pub label: Fields,
     pub systems: Vec<SystemOutcome>,
 }
@@ -401,6 +662,8 @@ pub struct SystemOutcome {
     /// The prediction record's `id`, if it had one.
     pub id: Option<String>,
     pub answered: bool,
+    /// Whether the example counts in the system's scores (see [`Scope`]).
+    pub scored: bool,
     pub predicted: Fields,
     pub correct: Correct,
 }
@@ -463,7 +726,7 @@ impl Correct {
     }
 }
 
-/// Scores every system against the examples.
+/// Scores every system against every example.
 ///
 /// The label of an example is its `output` read by both protocols exactly like a raw
 /// prediction. Fails only when a system's predictions cannot be matched to the examples
@@ -474,16 +737,32 @@ pub fn evaluate(
     taxonomy: &Taxonomy,
     catalog: &Catalog,
 ) -> Result<Evaluation, DatasetError> {
-    let labels: Vec<Fields> = examples
+    evaluate_selected(examples, &Selection::default(), systems, taxonomy, catalog)
+}
+
+/// Like [`evaluate`], scoring only the examples `selection` picks. `examples` is the
+/// whole file: predictions are matched against it, so their keys keep their meaning.
+pub fn evaluate_selected(
+    examples: &[Example],
+    selection: &Selection,
+    systems: &[System],
+    taxonomy: &Taxonomy,
+    catalog: &Catalog,
+) -> Result<Evaluation, DatasetError> {
+    let chosen = selection.apply(examples);
+    let picked: Vec<&Example> = chosen.iter().filter_map(|&i| examples.get(i)).collect();
+    let labels: Vec<Fields> = picked
         .iter()
         .map(|e| Fields::from_text(&e.output, taxonomy, catalog))
         .collect();
-    let mut records: Vec<ExampleRecord> = examples
+    let mut records: Vec<ExampleRecord> = picked
         .iter()
         .zip(&labels)
         .map(|(e, label)| ExampleRecord {
             index: e.index,
             input: e.input.clone(),
+            source: e.source.clone(),
+            format: e.format.clone(),
             label: label.clone(),
             systems: Vec::with_capacity(systems.len()),
         })
@@ -492,7 +771,11 @@ pub fn evaluate(
     let category_order: Vec<&str> = taxonomy.categories().iter().map(String::as_str).collect();
     let mut reports = Vec::with_capacity(systems.len());
     for system in systems {
-        let slots = dataset::align(examples, &system.predictions, &system.origin)?;
+        let all_slots = dataset::align(examples, &system.predictions, &system.origin)?;
+        let slots: Vec<Option<&Prediction>> = chosen
+            .iter()
+            .map(|&i| all_slots.get(i).copied().flatten())
+            .collect();
         let predicted: Vec<Fields> = slots
             .iter()
             .map(|slot| match slot.map(|p| &p.body) {
@@ -506,23 +789,32 @@ pub fn evaluate(
             .zip(&predicted)
             .map(|(l, p)| Correct::judge(l, p, catalog))
             .collect();
+        let scored: Vec<bool> = slots
+            .iter()
+            .map(|slot| system.scope == Scope::All || slot.is_some())
+            .collect();
         reports.push(score_system(
-            &system.name,
-            &labels,
-            &predicted,
-            &outcomes,
-            &slots,
+            system,
+            &ScoredSet {
+                examples: &kept(&picked, &scored),
+                labels: &kept(&labels, &scored),
+                predicted: &kept(&predicted, &scored),
+                outcomes: &kept(&outcomes, &scored),
+                slots: &kept(&slots, &scored),
+            },
             &category_order,
         ));
-        for ((record, slot), (fields, correct)) in records
+        for (((record, slot), (fields, correct)), scored) in records
             .iter_mut()
             .zip(&slots)
             .zip(predicted.into_iter().zip(outcomes))
+            .zip(scored)
         {
             record.systems.push(SystemOutcome {
                 system: system.name.clone(),
                 id: slot.and_then(|p| p.id.clone()),
                 answered: slot.is_some(),
+                scored,
                 predicted: fields,
                 correct,
             });
@@ -540,13 +832,35 @@ pub fn evaluate(
         .unwrap_or_default();
     Ok(Evaluation {
         report: Report {
-            examples: examples.len(),
+            examples: picked.len(),
+            file_examples: examples.len(),
+            selection: selection.describe(),
             attack_version: catalog.version(),
             systems: reports,
             comparisons,
         },
         records,
     })
+}
+
+/// The items whose flag in `keep` is set.
+fn kept<T: Clone>(items: &[T], keep: &[bool]) -> Vec<T> {
+    items
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(item, _)| item.clone())
+        .collect()
+}
+
+/// The examples one system is scored on, with their labels, its answers and verdicts,
+/// index-aligned.
+struct ScoredSet<'a, 'p> {
+    examples: &'a [&'a Example],
+    labels: &'a [Fields],
+    predicted: &'a [Fields],
+    outcomes: &'a [Correct],
+    slots: &'a [Option<&'p Prediction>],
 }
 
 /// A confusion matrix over the examples whose label has the field.
@@ -561,14 +875,14 @@ fn confusion<'a, T: AsRef<str> + 'a>(
     )
 }
 
-fn score_system(
-    name: &str,
-    labels: &[Fields],
-    predicted: &[Fields],
-    outcomes: &[Correct],
-    slots: &[Option<&Prediction>],
-    category_order: &[&str],
-) -> SystemReport {
+fn score_system(system: &System, set: &ScoredSet, category_order: &[&str]) -> SystemReport {
+    let ScoredSet {
+        examples,
+        labels,
+        predicted,
+        outcomes,
+        slots,
+    } = *set;
     let strict_threat = confusion(
         labels.iter().map(|f| f.strict_threat_type.as_deref()),
         predicted.iter().map(|f| f.strict_threat_type.as_deref()),
@@ -596,11 +910,21 @@ fn score_system(
         &severity_order,
     );
 
+    let mut overall = Tally::default();
+    let mut web = Tally::default();
+    for (((example, label), p), c) in examples.iter().zip(labels).zip(predicted).zip(outcomes) {
+        overall.add(example, label, p, c);
+        if example.is_web() {
+            web.add(example, label, p, c);
+        }
+    }
+
     let answered = slots.iter().filter(|s| s.is_some()).count();
     let flags =
         |f: fn(&Correct) -> Option<bool>| Proportion::from_flags(outcomes.iter().filter_map(f));
     SystemReport {
-        name: name.to_string(),
+        name: system.name.clone(),
+        scope: system.scope,
         answered,
         unanswered: slots.len() - answered,
         strict: StrictScores {
@@ -633,6 +957,26 @@ fn score_system(
                 severity,
             },
         },
+        detection: DetectionScores {
+            benign_false_positive_rate: Proportion::new(overall.false_alarms, overall.benign),
+            attack_recall: Proportion::new(overall.detected, overall.attacks),
+            benign_line_alerts: LineAlerts::new(overall.alerted_benign_lines, overall.benign_lines),
+            web_category_accuracy: Proportion::new(web.correct, web.labelled),
+        },
+        per_source: groups(
+            examples,
+            |e| e.source.as_deref(),
+            labels,
+            predicted,
+            outcomes,
+        ),
+        per_format: groups(
+            examples,
+            |e| e.format.as_deref(),
+            labels,
+            predicted,
+            outcomes,
+        ),
         calibration: Calibration::measure(slots, outcomes),
     }
 }
@@ -660,6 +1004,9 @@ mod tests {
                 instruction: String::new(),
                 input: format!("log {index}"),
                 output: (*output).to_string(),
+                source: None,
+                format: None,
+                split: None,
             })
             .collect()
     }
@@ -669,6 +1016,7 @@ mod tests {
             name: name.into(),
             origin: name.into(),
             predictions: parse_predictions(jsonl, name).unwrap_or_default(),
+            scope: Scope::All,
         }
     }
 

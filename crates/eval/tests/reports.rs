@@ -37,6 +37,7 @@ fn system(name: &str, jsonl: &str) -> System {
             Ok(p) => p,
             Err(e) => panic!("{e}"),
         },
+        scope: opensoc_eval::Scope::All,
     }
 }
 

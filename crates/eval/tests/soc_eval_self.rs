@@ -35,6 +35,7 @@ fn labels_scored_against_themselves_are_perfect() {
         name: "labels".into(),
         origin: "self".into(),
         predictions,
+        scope: opensoc_eval::Scope::All,
     };
     let eval = match evaluate(
         &examples,

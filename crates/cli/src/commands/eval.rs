@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
 use opensoc_attack::{Catalog, Taxonomy};
-use opensoc_eval::{evaluate, load_examples, render, Example, System};
+use opensoc_eval::{evaluate_selected, load_examples, render, Example, Scope, Selection, System};
 use opensoc_model::{Adapter, Model};
 use opensoc_report::{Format, VerdictWriter};
 
@@ -15,14 +15,24 @@ use crate::Outcome;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Labelled examples: Alpaca JSON (list of instruction/input/output) or JSONL.
+    /// Labelled examples: Alpaca JSON (list of instruction/input/output) or JSONL; records
+    /// may carry `source`, `format` and `split` keys (a real-log corpus), reported per
+    /// source and per format.
     #[arg(long)]
     data: PathBuf,
+    /// Score only the records whose `split` key is NAME (e.g. `validation`).
+    #[arg(long, value_name = "NAME")]
+    split: Option<String>,
     /// Score a prediction file instead of running a model: JSONL of verdicts (as written
     /// by `opensoc analyze`) or of `{id, output}` raw text. `NAME=FILE` names the system.
     /// Repeat to compare systems; the first is the baseline.
     #[arg(long = "predictions", value_name = "[NAME=]FILE")]
     predictions: Vec<String>,
+    /// Score the system NAME only on the entries it answered (a tool that covers one kind
+    /// of log, e.g. OWASP CRS on web requests from `scripts/crs-peer.sh`), instead of
+    /// counting its unanswered entries as wrong. Repeatable.
+    #[arg(long, value_name = "NAME", requires = "predictions")]
+    answered_only: Vec<String>,
     /// Model to run (default: the default model).
     #[arg(long, env = "OPENSOC_MODEL")]
     model: Option<String>,
@@ -49,7 +59,7 @@ pub struct Args {
     /// Seed of the --holdout split (the training seed).
     #[arg(long, default_value_t = 42, requires = "holdout")]
     seed: u64,
-    /// Evaluate the first N examples only.
+    /// Evaluate the first N examples only (after --split and --holdout).
     #[arg(long)]
     limit: Option<usize>,
     #[arg(long, value_enum, default_value_t = Weights::Mixed)]
@@ -94,11 +104,10 @@ fn run_system(
     let progress = progress_bar(Some(examples.len() as u64), args.quiet);
     progress.set_message(name.to_string());
     let started = std::time::Instant::now();
-    // The example's position as id: the scorer matches predictions by it.
+    // The example's position in the file as id: the scorer matches predictions by it.
     let entries: Vec<(String, String)> = examples
         .iter()
-        .enumerate()
-        .map(|(position, ex)| (position.to_string(), ex.input.clone()))
+        .map(|ex| (ex.index.to_string(), ex.input.clone()))
         .collect();
     for chunk in entries.chunks(args.batch.max(1)) {
         for verdict in analyzer.analyze_batch(chunk) {
@@ -121,20 +130,31 @@ fn run_system(
 }
 
 pub fn run(args: Args) -> Result<Outcome> {
-    let mut examples = load_examples(&args.data)?;
+    let examples = load_examples(&args.data)?;
+    let mut selection = Selection {
+        split: args.split.clone(),
+        positions: None,
+        limit: args.limit,
+    };
     if let Some(fraction) = args.holdout {
         if !(0.0..1.0).contains(&fraction) || fraction == 0.0 {
             bail!("--holdout must be a fraction between 0 and 1, not {fraction}");
         }
         let (_, validation) = opensoc_train::data::split(examples.len(), fraction, args.seed);
-        let mut keep = validation.into_iter().peekable();
-        examples.retain(|ex| keep.next_if_eq(&ex.index).is_some());
+        selection.positions = Some(validation.into_iter().collect());
     }
-    if let Some(n) = args.limit {
-        examples.truncate(n);
-    }
-    if examples.is_empty() {
-        bail!("{}: no examples", args.data.display());
+    // Predictions are matched against the whole file; only the selected examples are
+    // run and scored.
+    let selected: Vec<Example> = selection
+        .apply(&examples)
+        .into_iter()
+        .filter_map(|i| examples.get(i).cloned())
+        .collect();
+    if selected.is_empty() {
+        match &args.split {
+            Some(split) => bail!("{}: no examples of split {split}", args.data.display()),
+            None => bail!("{}: no examples", args.data.display()),
+        }
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -145,12 +165,12 @@ pub fn run(args: Args) -> Result<Outcome> {
         let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
         prepare_for_analysis(&mut model, !args.unconstrained);
         if args.baseline || adapter.is_none() {
-            systems.push(run_system(&args, &examples, model.clone(), None, "base")?);
+            systems.push(run_system(&args, &selected, model.clone(), None, "base")?);
         }
         if let Some(adapter) = &adapter {
             systems.push(run_system(
                 &args,
-                &examples,
+                &selected,
                 model,
                 Some(adapter),
                 "adapter",
@@ -169,12 +189,25 @@ pub fn run(args: Args) -> Result<Outcome> {
                     (stem, p)
                 }
             };
-            systems.push(System::load(name, &path)?);
+            let scope = if args.answered_only.contains(&name) {
+                Scope::Answered
+            } else {
+                Scope::All
+            };
+            systems.push(System::load(name, &path)?.with_scope(scope));
+        }
+        if let Some(unknown) = args
+            .answered_only
+            .iter()
+            .find(|n| !systems.iter().any(|s| &s.name == *n))
+        {
+            bail!("--answered-only {unknown}: no system of that name among --predictions");
         }
     }
 
-    let evaluation = evaluate(
+    let evaluation = evaluate_selected(
         &examples,
+        &selection,
         &systems,
         Taxonomy::builtin(),
         Catalog::enterprise(),

@@ -4,9 +4,12 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use super::{delta_of, escape_html, format_delta, format_value, shorten};
+use super::{
+    delta_of, escape_html, format_delta, format_value, interval, line_alerts, scope_note, share,
+    shorten,
+};
 use crate::metrics::ConfusionMatrix;
-use crate::report::{Calibration, Report, SystemReport, Unit};
+use crate::report::{Calibration, GroupScore, Report, SystemReport, Unit};
 
 /// Series colours, one per system (colour-blind safe palette).
 const PALETTE: [&str; 6] = [
@@ -50,15 +53,27 @@ pub fn html(report: &Report) -> String {
         .iter()
         .map(|s| {
             format!(
-                "<strong>{}</strong> ({} answered)",
+                "<strong>{}</strong> ({} answered{})",
                 text(&s.name),
-                s.answered
+                s.answered,
+                scope_note(s)
             )
         })
         .collect();
+    let selection = report
+        .selection
+        .as_deref()
+        .map(|s| {
+            format!(
+                " ({} of {} in the file)",
+                escape_html(s),
+                report.file_examples
+            )
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         h,
-        "<p>{} labelled examples; ATT&amp;CK Enterprise {}. Systems: {}.</p>",
+        "<p>{} labelled examples{selection}; ATT&amp;CK Enterprise {}. Systems: {}.</p>",
         report.examples,
         escape_html(report.attack_version),
         systems.join(", ")
@@ -83,7 +98,9 @@ pub fn html(report: &Report) -> String {
          <code>###</code> loop markers, fine types mapped to canonical categories. Technique \
          and tactic accuracy count only examples whose label names an ATT&amp;CK technique or \
          tactic; the valid-ID rate counts predictions that name an ID. Unanswered examples \
-         count as wrong.</p>\n</body>\n</html>"
+         count as wrong, except for a system scored on the examples it answered. Detection: \
+         an alert is any attack category (anything but NO THREAT); an incident entry counts \
+         the lines its summary names.</p>\n</body>\n</html>"
     );
     h
 }
@@ -299,6 +316,66 @@ fn details(h: &mut String, system: &SystemReport, colour: &str) {
             format_value(Unit::Score, Some(c.precision)),
             format_value(Unit::Score, Some(c.recall)),
             format_value(Unit::Score, Some(c.f1)),
+        );
+    }
+    let _ = writeln!(h, "</tbody>\n</table>");
+    detection(h, system);
+}
+
+fn detection(h: &mut String, system: &SystemReport) {
+    let d = &system.detection;
+    let _ = writeln!(
+        h,
+        "<h3>Detection</h3>\n<table>\n<thead><tr><th>Metric</th><th>Value</th>\
+         <th>95 % Wilson interval</th></tr></thead>\n<tbody>"
+    );
+    for (metric, p) in [
+        (
+            "Benign false-positive rate (benign entries alerted)",
+            d.benign_false_positive_rate,
+        ),
+        ("Attack recall (attack entries alerted)", d.attack_recall),
+        ("Web category accuracy", d.web_category_accuracy),
+    ] {
+        let _ = writeln!(
+            h,
+            "<tr><td>{metric}</td><td>{}</td><td>{}</td></tr>",
+            share(p),
+            interval(p)
+        );
+    }
+    let _ = writeln!(
+        h,
+        "</tbody>\n</table>\n<p>Alerts per 10,000 benign lines: {}.</p>",
+        line_alerts(&d.benign_line_alerts)
+    );
+    groups(h, ("source", "Source"), &system.per_source);
+    groups(h, ("format", "Format"), &system.per_format);
+}
+
+/// The per-`source` or per-`format` table; `key` is the name in the heading and in the
+/// column header.
+fn groups(h: &mut String, key: (&str, &str), groups: &[GroupScore]) {
+    if groups.is_empty() {
+        return;
+    }
+    let (heading, column) = key;
+    let _ = writeln!(
+        h,
+        "<h3>Per {heading}</h3>\n<table>\n<thead><tr><th>{column}</th><th>Examples</th>\
+         <th>Category accuracy</th><th>95 % Wilson interval</th>\
+         <th>Benign false positives</th><th>Attack recall</th></tr></thead>\n<tbody>"
+    );
+    for g in groups {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            text(&g.group),
+            g.examples,
+            share(g.category_accuracy),
+            interval(g.category_accuracy),
+            share(g.benign_false_positive_rate),
+            share(g.attack_recall),
         );
     }
     let _ = writeln!(h, "</tbody>\n</table>");

@@ -2,9 +2,12 @@
 
 use std::fmt::Write;
 
-use super::{delta_of, escape_markdown, format_delta, format_value, shorten};
+use super::{
+    delta_of, escape_markdown, format_delta, format_value, interval, line_alerts, scope_note,
+    share, shorten,
+};
 use crate::metrics::ConfusionMatrix;
-use crate::report::{Report, SystemReport, Unit};
+use crate::report::{GroupScore, Report, SystemReport, Unit};
 
 /// A cell: shortened, then escaped.
 fn cell(text: &str) -> String {
@@ -20,11 +23,29 @@ pub fn markdown(report: &Report) -> String {
     let systems: Vec<String> = report
         .systems
         .iter()
-        .map(|s| format!("**{}** ({} answered)", cell(&s.name), s.answered))
+        .map(|s| {
+            format!(
+                "**{}** ({} answered{})",
+                cell(&s.name),
+                s.answered,
+                scope_note(s)
+            )
+        })
         .collect();
+    let selection = report
+        .selection
+        .as_deref()
+        .map(|s| {
+            format!(
+                " ({} of {} in the file)",
+                escape_markdown(s),
+                report.file_examples
+            )
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         md,
-        "{} labelled examples; ATT&CK Enterprise {}. Systems: {}.\n",
+        "{} labelled examples{selection}; ATT&CK Enterprise {}. Systems: {}.\n",
         report.examples,
         escape_markdown(report.attack_version),
         systems.join(", ")
@@ -39,7 +60,10 @@ pub fn markdown(report: &Report) -> String {
          SOC-Bench v0: tolerant parsing, output cut at `### ` loop markers, fine types \
          mapped to canonical categories. Technique and tactic accuracy count only examples \
          whose label names an ATT&CK technique or tactic; the valid-ID rate counts \
-         predictions that name an ID. Unanswered examples count as wrong."
+         predictions that name an ID. Unanswered examples count as wrong, except for a \
+         system scored on the examples it answered. Detection: an alert is any attack \
+         category (anything but NO THREAT); an incident entry counts the lines its summary \
+         names."
     );
     md
 }
@@ -154,6 +178,8 @@ fn details(md: &mut String, system: &SystemReport) {
     }
     md.push('\n');
 
+    detection(md, system);
+
     let _ = writeln!(
         md,
         "### Category confusion (rows: label, columns: prediction)\n"
@@ -164,6 +190,59 @@ fn details(md: &mut String, system: &SystemReport) {
         "### Severity confusion (rows: label, columns: prediction)\n"
     );
     confusion(md, &b.confusion.severity);
+}
+
+fn detection(md: &mut String, system: &SystemReport) {
+    let d = &system.detection;
+    let _ = writeln!(md, "### Detection\n");
+    let _ = writeln!(
+        md,
+        "| Metric | Value | 95 % Wilson interval |\n|---|---:|---|\n\
+         | Benign false-positive rate (benign entries alerted) | {} | {} |\n\
+         | Attack recall (attack entries alerted) | {} | {} |\n\
+         | Web category accuracy | {} | {} |\n",
+        share(d.benign_false_positive_rate),
+        interval(d.benign_false_positive_rate),
+        share(d.attack_recall),
+        interval(d.attack_recall),
+        share(d.web_category_accuracy),
+        interval(d.web_category_accuracy),
+    );
+    let _ = writeln!(
+        md,
+        "Alerts per 10,000 benign lines: {}.\n",
+        line_alerts(&d.benign_line_alerts)
+    );
+    groups(md, ("source", "Source"), &system.per_source);
+    groups(md, ("format", "Format"), &system.per_format);
+}
+
+/// The per-`source` or per-`format` table; `key` is the name in the heading and in the
+/// column header.
+fn groups(md: &mut String, key: (&str, &str), groups: &[GroupScore]) {
+    if groups.is_empty() {
+        return;
+    }
+    let (heading, column) = key;
+    let _ = writeln!(
+        md,
+        "### Per {heading}\n\n\
+         | {column} | Examples | Category accuracy | 95 % Wilson interval | Benign false positives | Attack recall |\n\
+         |---|---:|---:|---|---:|---:|"
+    );
+    for g in groups {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            cell(&g.group),
+            g.examples,
+            share(g.category_accuracy),
+            interval(g.category_accuracy),
+            share(g.benign_false_positive_rate),
+            share(g.attack_recall),
+        );
+    }
+    md.push('\n');
 }
 
 fn confusion(md: &mut String, m: &ConfusionMatrix) {

@@ -13,7 +13,8 @@ use std::io::Write;
 pub use html::html;
 pub use markdown::markdown;
 
-use crate::report::{ExampleRecord, Report, Unit};
+use crate::metrics::Proportion;
+use crate::report::{ExampleRecord, LineAlerts, Report, Scope, SystemReport, Unit};
 
 /// Why a report could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +134,7 @@ fn format_value(unit: Unit, value: Option<f64>) -> String {
         (_, None) => "–".to_string(),
         (Unit::Rate, Some(v)) => format!("{:.1} %", round_to(v * 100.0, 1)),
         (Unit::Score, Some(v)) => format!("{:.2}", round_to(v, 2)),
-        (Unit::Points, Some(v)) => format!("{:.1}", round_to(v, 1)),
+        (Unit::Points | Unit::PerTenThousand, Some(v)) => format!("{:.1}", round_to(v, 1)),
     }
 }
 
@@ -143,7 +144,56 @@ fn format_delta(unit: Unit, delta: Option<f64>) -> String {
         (_, None) => "–".to_string(),
         (Unit::Rate, Some(d)) => format!("{:+.1} pp", round_to(d * 100.0, 1)),
         (Unit::Score, Some(d)) => format!("{:+.2}", round_to(d, 2)),
-        (Unit::Points, Some(d)) => format!("{:+.1}", round_to(d, 1)),
+        (Unit::Points | Unit::PerTenThousand, Some(d)) => format!("{:+.1}", round_to(d, 1)),
+    }
+}
+
+/// A share with its counts, `75.0 % (3/4)`; `–` over no trials.
+fn share(p: Proportion) -> String {
+    if p.trials == 0 {
+        return "–".to_string();
+    }
+    format!(
+        "{} ({}/{})",
+        format_value(Unit::Rate, Some(p.value)),
+        p.successes,
+        p.trials
+    )
+}
+
+/// A share's Wilson 95 % interval, `52.1 % – 91.2 %`; `–` over no trials.
+fn interval(p: Proportion) -> String {
+    if p.trials == 0 {
+        return "–".to_string();
+    }
+    format!(
+        "{} – {}",
+        format_value(Unit::Rate, Some(p.low)),
+        format_value(Unit::Rate, Some(p.high))
+    )
+}
+
+/// Alerts per 10,000 benign lines with counts and interval; `–` when no benign line.
+fn line_alerts(a: &LineAlerts) -> String {
+    if a.lines.trials == 0 {
+        return "–".to_string();
+    }
+    let per = |v| format_value(Unit::PerTenThousand, Some(v));
+    format!(
+        "{} ({} of {} benign lines in alerted entries; 95 % {} – {})",
+        per(a.per_10k),
+        a.lines.successes,
+        a.lines.trials,
+        per(a.per_10k_low),
+        per(a.per_10k_high)
+    )
+}
+
+/// How a system's scored examples were chosen, for the report's first line.
+fn scope_note(system: &SystemReport) -> &'static str {
+    match system.scope {
+        Scope::All => "",
+        Scope::Answered => ", scored on those only",
     }
 }
 
