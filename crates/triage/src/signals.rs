@@ -425,8 +425,9 @@ const SCANNER_AGENTS: &[&str] = &[
     "fuzz faster u fool",
 ];
 
-/// Phrases and markers with which log text imitates the analyst's prompt or answer.
-const INJECTION_PATTERN: &str = r"(?i)\b(threat_type|mitre_technique|mitre_tactic|risk_score)\s*:|\bseverity\s*:\s*(critical|high|medium|low)\b|#{3,}\s*(instruction|input|response|system)|<\|(im_start|im_end|endoftext|system|user|assistant)\|>|</?s>\s*\[?inst|\bignore\s+(all\s+|any\s+|the\s+)*(previous|prior|above|earlier|preceding)\s+(instructions?|prompts?|rules|context)|\bdisregard\s+(all\s+|the\s+)*(previous|prior|above)|\byou\s+are\s+now\b|\bnew\s+instructions\s*:|\bsystem\s+prompt\b|\bno\s+threat\s+detected\b|\bclassify\s+(this|the)\s+(log|entry|line)\s+as\b";
+/// Phrases and markers with which log text imitates the analyst's prompt or answer
+/// (underscores count as spaces: user names cannot hold spaces).
+const INJECTION_PATTERN: &str = r"(?i)\b(threat_type|mitre_technique|mitre_tactic|risk_score)[\s_]*:|\bseverity[\s_]*:[\s_]*(critical|high|medium|low)\b|#{3,}[\s_]*(instruction|input|response|system)|<\|(im_start|im_end|endoftext|system|user|assistant)\|>|</?s>[\s_]*\[?inst|\bignore[\s_]+(all[\s_]+|any[\s_]+|the[\s_]+)*(previous|prior|above|earlier|preceding)[\s_]+(instructions?|prompts?|rules|context)|\bdisregard[\s_]+(all[\s_]+|the[\s_]+)*(previous|prior|above)|\byou[\s_]+are[\s_]+now\b|\bnew[\s_]+instructions[\s_]*:|\bsystem[\s_]+prompt\b|\bno[\s_]+threat[\s_]+detected\b|\b(classify|mark|label|treat|flag|report)[\s_]+(this|it|the[\s_]+\w+|all[\s_]+\w+)([\s_]+\w+)?[\s_]+as\b|\b(note|message|instructions?)[\s_]+(to|for)[\s_]+(the[\s_]+)?(analyst|soc|ai|model|assistant|classifier|reviewer)\b|\breport[\s_]+(no|zero)[\s_]+threats?\b|\bauthori[sz]ed[\s_]+(penetration[\s_]+|security[\s_]+)?test\b|\[/?inst\]|<<[\s_]*sys[\s_]*>>|\bas[\s_]+an[\s_]+ai\b";
 
 /// Auth failures in syslog-style messages.
 const AUTH_FAILURE_PATTERN: &str = r"(?i)failed password|authentication failure|invalid user|failed publickey|maximum authentication attempts|failed login|login incorrect|did not receive identification|bad protocol version|connection closed by authenticating user|break-in attempt|incorrect password attempt|user not in sudoers|not in sudoers|authentication failed|auth(entication)? (error|failed)|logon failure";
@@ -527,6 +528,10 @@ impl Detector<'_> {
                     self.push(rule.class, rule.name, span, &decoded, was_encoded);
                 }
             }
+        }
+        // Encoded text that imitates the analyst is as much an attempt as plain text.
+        if was_encoded && c.injection.is_match(&decoded) {
+            self.push(Class::LogInjection, "log-injection", span, &decoded, true);
         }
         if place == Place::Path && is_dotfile_probe(&canon) {
             self.push(Class::Probe, "probe-dotfile", span, &decoded, was_encoded);
