@@ -179,3 +179,72 @@ impl EntryQueue {
         self.not_full.notify_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Format, LogEvent};
+    use crate::group::Location;
+
+    fn entry(n: u64, text: &str) -> Entry {
+        let location = Location::line(std::sync::Arc::from("syslog/udp/127.0.0.1:514"), n);
+        Entry {
+            id: location.id(),
+            text: text.to_owned(),
+            events: 1,
+            format: Format::Plain,
+            location,
+            event: Some(LogEvent::plain(text)),
+            incident: None,
+            cut_bytes: 0,
+        }
+    }
+
+    fn drain(q: &EntryQueue, c: &Counters) -> Vec<u64> {
+        q.close();
+        let mut ids = Vec::new();
+        while let Pop::Entry(e) = q.pop(None, true, c) {
+            ids.push(e.location.first_line);
+        }
+        ids
+    }
+
+    const ATTACK: &str = "sshd[1]: Failed password for root from 203.0.113.9";
+
+    #[test]
+    fn full_queue_drops_benign_newcomers_and_makes_room_for_suspicious_ones() {
+        let c = Counters::default();
+        let q = EntryQueue::new(3);
+        assert!(q.push(entry(1, "benign one"), true, &c));
+        assert!(q.push(entry(2, ATTACK), true, &c));
+        assert!(q.push(entry(3, "benign three"), true, &c));
+        // Full: a benign newcomer is dropped.
+        assert!(q.push(entry(4, "benign four"), true, &c));
+        // A suspicious newcomer evicts the oldest benign entry (1), then the next (3).
+        assert!(q.push(entry(5, ATTACK), true, &c));
+        assert!(q.push(entry(6, ATTACK), true, &c));
+        // Only suspicious entries wait now: a suspicious newcomer is dropped, never one of
+        // them in favour of a benign one.
+        assert!(q.push(entry(7, ATTACK), true, &c));
+        assert!(q.push(entry(8, "benign eight"), true, &c));
+        let s = c.snapshot();
+        assert_eq!(s.dropped, 5, "{s}");
+        assert_eq!(drain(&q, &c), vec![2, 5, 6]);
+        assert_eq!(c.snapshot().entries, 3);
+    }
+
+    #[test]
+    fn file_entries_are_never_evicted_and_abandon_counts_what_waits() {
+        let c = Counters::default();
+        let q = EntryQueue::new(2);
+        assert!(q.push(entry(1, "from a file"), false, &c));
+        assert!(q.push(entry(2, "from a file"), false, &c));
+        // A suspicious listener entry finds no benign listener entry to evict.
+        assert!(q.push(entry(3, ATTACK), true, &c));
+        assert_eq!(c.snapshot().dropped, 1);
+        q.abandon(&c);
+        assert_eq!(c.snapshot().abandoned, 2);
+        assert!(!q.push(entry(4, "late"), false, &c));
+        assert_eq!(c.snapshot().abandoned, 3);
+    }
+}
