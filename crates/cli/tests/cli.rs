@@ -117,7 +117,10 @@ fn bad_input_is_reported_and_the_rest_is_analysed() {
         long.len() < 64 * 1024 && long.contains("cut"),
         "10 MB line must be shortened visibly"
     );
-    assert!(stderr.contains("skipped 0") && stderr.contains("NUL 1"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("skipped 0") && stderr.contains("NUL 1"),
+        "stderr: {stderr}"
+    );
 }
 
 #[test]

@@ -10,7 +10,9 @@ use std::net::{TcpStream, UdpSocket};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{analyze_tiny, counter, events_of, opensoc, run_with_stdin, terminate, verdicts, Lines};
+use common::{
+    analyze_tiny, counter, events_of, opensoc, run_with_stdin, terminate, verdicts, Lines,
+};
 
 const MESSAGES: usize = 5000;
 const ATTACKS: usize = 20;
@@ -83,9 +85,7 @@ fn live_intake_accounts_for_every_message(transport: Transport) {
     for i in 0..MESSAGES {
         let msg = message(i);
         match &mut tcp {
-            Some(conn) => conn
-                .write_all(format!("{msg}\n").as_bytes())
-                .expect("send"),
+            Some(conn) => conn.write_all(format!("{msg}\n").as_bytes()).expect("send"),
             None => {
                 udp.send_to(msg.as_bytes(), &addr).expect("send");
             }
@@ -216,7 +216,10 @@ fn diagnostics_are_sanitised_and_uncoloured() {
     for bad in ['\u{1b}', '\u{7}', '\u{202e}'] {
         assert!(!stderr.contains(bad), "{bad:?} reached stderr: {stderr:?}");
     }
-    assert!(stderr.contains("evil\\x1b]0;owned\\x07\\u{202e}.log"), "{stderr}");
+    assert!(
+        stderr.contains("evil\\x1b]0;owned\\x07\\u{202e}.log"),
+        "{stderr}"
+    );
 
     // The fatal error names the path, escaped too.
     let out = opensoc()
@@ -226,14 +229,22 @@ fn diagnostics_are_sanitised_and_uncoloured() {
         .expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(!stderr.contains('\u{1b}') && stderr.contains("gone\\x1b[31m.log"), "{stderr:?}");
+    assert!(
+        !stderr.contains('\u{1b}') && stderr.contains("gone\\x1b[31m.log"),
+        "{stderr:?}"
+    );
 }
 
 #[test]
 fn csv_cells_and_table_rows_are_defused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = common::tiny_model(dir.path());
-    let names = ["=HYPERLINK(1).log", "@SUM.log", "\tx.log", "a\u{202e}gol.exe"];
+    let names = [
+        "=HYPERLINK(1).log",
+        "@SUM.log",
+        "\tx.log",
+        "a\u{202e}gol.exe",
+    ];
     for name in names {
         std::fs::write(dir.path().join(name), "hello\n").expect("write");
     }

@@ -238,11 +238,9 @@ impl Intake {
         let mut tcp = Vec::new();
         for source in &cfg.sources {
             match source {
-                Source::Path(p) => inputs.extend(
-                    resolve_path(p, &counters)?
-                        .into_iter()
-                        .map(Input::File),
-                ),
+                Source::Path(p) => {
+                    inputs.extend(resolve_path(p, &counters)?.into_iter().map(Input::File))
+                }
                 Source::Stdin => inputs.push(Input::Stdin),
                 Source::SyslogUdp(addr) => {
                     let sock = UdpSocket::bind(addr).map_err(|e| IngestError::Bind {
@@ -316,9 +314,7 @@ impl Intake {
             max_text: cfg.max_entry_bytes,
         };
         let grouping = cfg.grouping.clone();
-        spawn("ingest-group", move || {
-            pipeline.run(raw_rx, grouping, live)
-        })?;
+        spawn("ingest-group", move || pipeline.run(raw_rx, grouping, live))?;
 
         Ok(Intake {
             queue,

@@ -47,7 +47,8 @@ struct State {
     abandoned: bool,
 }
 
-/// What [`EntryQueue::pop`] found.
+/// What [`EntryQueue::pop`] found. Unboxed: it is matched at once and the entry moved on.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Pop {
     Entry(Entry),
     Timeout,

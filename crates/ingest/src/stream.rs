@@ -654,7 +654,11 @@ mod tests {
 
     #[test]
     fn cut_markers_are_summed() {
-        let t = format!("a{}b{}c[... x bytes cut ...]", cut_marker(10), cut_marker(5));
+        let t = format!(
+            "a{}b{}c[... x bytes cut ...]",
+            cut_marker(10),
+            cut_marker(5)
+        );
         assert_eq!(cut_markers_total(&t), 15);
         assert_eq!(cut_markers_total("[... 3 bytes cut ..."), 0);
     }

@@ -90,14 +90,14 @@ const AUTH: &[&str] = &[
 /// privileges, service and task creation, account changes, lockouts, log clearing,
 /// PowerShell script blocks.
 const WINDOWS_EVENT_IDS: &[&str] = &[
-    "1102", "4104", "4625", "4648", "4672", "4697", "4698", "4720", "4724", "4728", "4732",
-    "4740", "4756", "4771", "4776", "7045",
+    "1102", "4104", "4625", "4648", "4672", "4697", "4698", "4720", "4724", "4728", "4732", "4740",
+    "4756", "4771", "4776", "7045",
 ];
 
 /// Commands that follow a `;`, `|`, `&&` or backtick in command injection.
 const COMMANDS: &[&str] = &[
-    "cat", "ls", "id", "whoami", "uname", "wget", "curl", "nc", "ncat", "bash", "sh", "rm",
-    "echo", "ping", "python", "perl", "chmod", "sleep",
+    "cat", "ls", "id", "whoami", "uname", "wget", "curl", "nc", "ncat", "bash", "sh", "rm", "echo",
+    "ping", "python", "perl", "chmod", "sleep",
 ];
 
 /// Whether `text` looks like an attack or a security event (see the module docs).
@@ -121,16 +121,14 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             c => out.push(c),
         }

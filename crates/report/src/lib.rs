@@ -267,13 +267,13 @@ mod tests {
     fn terminal_safe_escapes_controls_bidi_and_osc() {
         assert_eq!(terminal_safe("plain: ünïcödé"), "plain: ünïcödé");
         assert!(matches!(terminal_safe("plain"), Cow::Borrowed(_)));
-        assert_eq!(
-            terminal_safe("\u{1b}]0;owned\u{7}x"),
-            "\\x1b]0;owned\\x07x"
-        );
+        assert_eq!(terminal_safe("\u{1b}]0;owned\u{7}x"), "\\x1b]0;owned\\x07x");
         assert_eq!(terminal_safe("a\u{9b}31mb"), "a\\u{9b}31mb");
         assert_eq!(terminal_safe("evil\u{202e}gpj.exe"), "evil\\u{202e}gpj.exe");
-        assert_eq!(terminal_safe("a\u{2066}b\u{200b}c"), "a\\u{2066}b\\u{200b}c");
+        assert_eq!(
+            terminal_safe("a\u{2066}b\u{200b}c"),
+            "a\\u{2066}b\\u{200b}c"
+        );
         assert_eq!(terminal_safe("l1\nl2\r\t"), "l1\\x0al2\\x0d\\x09");
         assert_eq!(terminal_safe("del\u{7f}"), "del\\x7f");
     }
@@ -287,7 +287,10 @@ mod tests {
         let mut w = VerdictWriter::new(&mut out, Format::Table);
         w.write(&v).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(!text.contains('\u{202e}') && !text.contains('\u{1b}'), "{text:?}");
+        assert!(
+            !text.contains('\u{202e}') && !text.contains('\u{1b}'),
+            "{text:?}"
+        );
         assert!(text.contains("web\\u{202e}gol"), "{text}");
     }
 

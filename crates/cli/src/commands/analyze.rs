@@ -264,8 +264,10 @@ pub fn run(args: Args) -> Result<Outcome> {
                 Err(Timeout) => break,
             }
         }
-        let entries: Vec<(String, String)> =
-            batch.iter().map(|e| (e.id.clone(), e.text.clone())).collect();
+        let entries: Vec<(String, String)> = batch
+            .iter()
+            .map(|e| (e.id.clone(), e.text.clone()))
+            .collect();
         progress.set_message(terminal_safe(&batch[0].id).into_owned());
         // A signal arriving now lets this batch finish: its verdicts are written below.
         for (result, entry) in analyzer.analyze_batch(&entries).into_iter().zip(&batch) {

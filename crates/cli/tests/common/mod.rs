@@ -207,7 +207,9 @@ pub fn events_of(line: &str, key: &str) -> u64 {
         .find(&format!("{key} "))
         .unwrap_or_else(|| panic!("no {key:?} in {line}"));
     let rest = &line[at..];
-    let open = rest.find('(').unwrap_or_else(|| panic!("no events after {key:?}"));
+    let open = rest
+        .find('(')
+        .unwrap_or_else(|| panic!("no events after {key:?}"));
     rest[open + 1..]
         .chars()
         .take_while(char::is_ascii_digit)
