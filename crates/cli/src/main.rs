@@ -101,7 +101,7 @@ fn colour_on_stderr() -> bool {
 /// directory): every field value goes through `terminal_safe`, so an escape sequence in a
 /// log cannot recolour, retitle or rewrite the analyst's terminal.
 fn terminal_safe_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
-    use std::fmt::Write as _;
+    use tracing_subscriber::field::MakeExt;
     tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
         // `%x` fields arrive here through their `Display`, `?x` through `Debug`.
         let text = format!("{value:?}");

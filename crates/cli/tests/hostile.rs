@@ -122,6 +122,7 @@ fn live_intake_accounts_for_every_message(transport: Transport) {
         .rev()
         .find(|l| l.starts_with("intake: received"))
         .unwrap_or_else(|| panic!("no counters at SIGTERM: {err:?}"));
+    eprintln!("{line} (exit {:?})", status.code());
     let received = counter(line, "received");
     let lost = counter(line, "dropped") + counter(line, "abandoned") + counter(line, "skipped");
     let analysed = events_of(line, "analysed");
@@ -224,13 +225,13 @@ fn diagnostics_are_sanitised_and_uncoloured() {
     // The fatal error names the path, escaped too.
     let out = opensoc()
         .arg("analyze")
-        .arg(dir.path().join("gone\u{1b}[31m.log"))
+        .arg(dir.path().join("gone\u{1b}]0;t\u{7}.log"))
         .output()
         .expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        !stderr.contains('\u{1b}') && stderr.contains("gone\\x1b[31m.log"),
+        !stderr.contains('\u{1b}') && stderr.contains("gone\\x1b]0;t\\x07.log"),
         "{stderr:?}"
     );
 }

@@ -179,7 +179,7 @@ fn next_entry(intake: &Intake, stop: &AtomicBool, mut on_tick: impl FnMut()) -> 
 pub fn run(args: Args) -> Result<Outcome> {
     let stop = stop_on_signals()?;
     // Open the inputs first: a typo in a path should not wait for the model to load.
-    let mut intake = Intake::start(intake_config(&args))?;
+    let intake = Intake::start(intake_config(&args))?;
     let live = args.follow || !intake.listeners().is_empty();
     if !args.quiet {
         for (source, addr) in intake.listeners() {
@@ -194,8 +194,8 @@ pub fn run(args: Args) -> Result<Outcome> {
     let mut tally = Tally::default();
     let stats_every = Duration::from_secs(args.stats_every.max(1));
     let mut last_stats = Instant::now();
-    let mut print_stats = |intake: &Intake, tally: &Tally, force: bool| {
-        if args.stats && (force || last_stats.elapsed() >= stats_every) {
+    let mut print_stats = |intake: &Intake, tally: &Tally| {
+        if args.stats && last_stats.elapsed() >= stats_every {
             last_stats = Instant::now();
             eprintln!("{}", counters_line(&intake.stats(), tally));
         }
@@ -207,7 +207,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     // meanwhile).
     let mut first = None;
     if !live {
-        first = next_entry(&intake, &stop, || print_stats(&intake, &tally, false));
+        first = next_entry(&intake, &stop, || print_stats(&intake, &tally));
         if first.is_none() {
             return finish(&args, &intake, &tally, &stop, started);
         }
@@ -248,7 +248,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     while !ended {
         let next = first.take().or_else(|| {
             next_entry(&intake, &stop, || {
-                progress.suspend(|| print_stats(&intake, &tally, false))
+                progress.suspend(|| print_stats(&intake, &tally))
             })
         });
         let Some(first_entry) = next else { break };
@@ -299,7 +299,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             }
             progress.inc(1);
         }
-        progress.suspend(|| print_stats(&intake, &tally, false));
+        progress.suspend(|| print_stats(&intake, &tally));
     }
     writer.finish()?;
     progress.finish_and_clear();
