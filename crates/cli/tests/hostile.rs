@@ -342,3 +342,57 @@ fn a_verdict_reports_the_intake_cut_and_the_token_cut() {
     );
     assert!(warnings.contains("tokens cut"), "{warnings}");
 }
+
+#[test]
+fn stats_are_printed_periodically_and_at_sigint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = common::tiny_model(dir.path());
+    let mut child = analyze_tiny(
+        &model,
+        &[
+            "--syslog-udp",
+            "127.0.0.1:0",
+            "--stats",
+            "--stats-every",
+            "1",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    let _stdout = Lines::collect(child.stdout.take().expect("stdout"));
+    let stderr = Lines::collect(child.stderr.take().expect("stderr"));
+    let periodic = || {
+        stderr
+            .snapshot()
+            .iter()
+            .filter(|l| l.starts_with("intake: received"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while periodic() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(periodic() >= 2, "{:?}", stderr.snapshot());
+    let status = std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let before = periodic();
+    let exit = child.wait().expect("wait");
+    std::thread::sleep(Duration::from_millis(200));
+    // Nothing was sent, nothing lost: a clean exit, with the counters once more.
+    assert_eq!(exit.code(), Some(0), "{:?}", stderr.snapshot());
+    assert!(periodic() > before, "{:?}", stderr.snapshot());
+    assert!(
+        stderr
+            .snapshot()
+            .iter()
+            .any(|l| l.starts_with("Stopped by a signal")),
+        "{:?}",
+        stderr.snapshot()
+    );
+}
