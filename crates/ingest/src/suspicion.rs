@@ -208,6 +208,28 @@ mod tests {
         }
     }
 
+    /// Bounded random property: arbitrary text (percent signs, multi-byte characters,
+    /// separators at the end) never panics and decoding never grows the text.
+    #[test]
+    fn arbitrary_text_never_panics() {
+        let alphabet: Vec<char> = "%+;|&`$({2e5fAzé€\u{0}\u{202e}0123456789 '\""
+            .chars()
+            .collect();
+        let mut state = 3u64;
+        for _ in 0..20_000 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let len = (state >> 58) as usize;
+            let text: String = (0..len)
+                .map(|i| {
+                    let r = state.rotate_left(i as u32 * 7) >> 40;
+                    alphabet[r as usize % alphabet.len()]
+                })
+                .collect();
+            let _ = is_suspicious(&text);
+            assert!(percent_decode(&text).len() <= text.len() + 2 * text.matches('%').count());
+        }
+    }
+
     #[test]
     fn percent_decoding_is_lossy_and_total() {
         assert_eq!(percent_decode("a%41%4"), "aA%4");

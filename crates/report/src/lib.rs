@@ -278,6 +278,36 @@ mod tests {
         assert_eq!(terminal_safe("del\u{7f}"), "del\\x7f");
     }
 
+    /// Bounded random property: whatever the text, nothing unsafe is left, and safe text
+    /// comes back unchanged.
+    #[test]
+    fn terminal_safe_leaves_nothing_unsafe() {
+        let mut state = 11u64;
+        for _ in 0..20_000 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let text: String = (0..(state >> 59))
+                .filter_map(|i| {
+                    let r = (state.rotate_left(i as u32 * 9) >> 44) as u32;
+                    // Mostly the interesting ranges: C0, C1, bidi, then anything.
+                    char::from_u32(match r % 4 {
+                        0 => r % 0x20,
+                        1 => 0x80 + r % 0x20,
+                        2 => 0x2000 + r % 0x70,
+                        _ => r % 0x3000,
+                    })
+                })
+                .collect();
+            let safe = terminal_safe(&text);
+            assert!(
+                !safe.chars().any(unsafe_for_terminal),
+                "{text:?} -> {safe:?}"
+            );
+            if !text.chars().any(unsafe_for_terminal) {
+                assert_eq!(safe, text);
+            }
+        }
+    }
+
     #[test]
     fn table_neutralises_bidi_controls_in_every_cell() {
         let mut v = verdict();
