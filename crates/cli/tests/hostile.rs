@@ -7,7 +7,7 @@ mod common;
 
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
@@ -395,4 +395,64 @@ fn stats_are_printed_periodically_and_at_sigint() {
         "{:?}",
         stderr.snapshot()
     );
+}
+
+/// Regression: JSON lines over about 1 KB reached stdout in several `write` calls, so a
+/// reader of the pipe could see half a verdict. Checked with strace where it is installed.
+#[test]
+fn each_jsonl_verdict_is_one_write_call() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("skipped: strace not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = common::tiny_model(dir.path());
+    let log = dir.path().join("long.log");
+    let lines: String = (0..3)
+        .map(|i| format!("GET /{i}?q={} HTTP/1.1\n", "B".repeat(3000)))
+        .collect();
+    std::fs::write(&log, lines).expect("write");
+    let trace = dir.path().join("trace");
+    let opensoc_bin = env!("CARGO_BIN_EXE_opensoc");
+    let out = Command::new("strace")
+        .args(["-f", "-e", "trace=write", "-s", "0", "-o"])
+        .arg(&trace)
+        .args([opensoc_bin, "analyze", "--model"])
+        .arg(&model)
+        .args([
+            "--weights",
+            "as-stored",
+            "--no-narrative",
+            "--max-new-tokens",
+            "48",
+        ])
+        .args([
+            "--max-input-tokens",
+            "4096",
+            "--format",
+            "jsonl",
+            "--no-group",
+        ])
+        .arg(&log)
+        .output()
+        .expect("strace");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sizes: Vec<usize> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.len() + 1)
+        .collect();
+    assert_eq!(sizes.len(), 3);
+    assert!(sizes.iter().all(|&n| n > 1024), "{sizes:?}");
+    // `PID write(1, ""..., N) = N` for each write to stdout.
+    let writes: Vec<usize> = std::fs::read_to_string(&trace)
+        .expect("trace")
+        .lines()
+        .filter(|l| l.contains("write(1,"))
+        .filter_map(|l| l.rsplit("= ").next()?.trim().parse().ok())
+        .collect();
+    assert_eq!(writes, sizes);
 }
