@@ -188,7 +188,7 @@ impl Analyzer {
         }
         let warning = (cut_bytes > 0 || cut_tokens > 0).then(|| {
             format!(
-                "input shortened in the middle to {} tokens ({cut_bytes} bytes and {cut_tokens} tokens cut)",
+                "input shortened in the middle for the model, to {} tokens ({cut_bytes} bytes and {cut_tokens} tokens cut there, after any cut at intake)",
                 max_tokens
             )
         });

@@ -3,6 +3,7 @@
 
 mod commands;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -68,6 +69,8 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(colour_on_stderr())
+        .fmt_fields(terminal_safe_fields())
         .init();
 
     let result = match cli.command {
@@ -84,10 +87,35 @@ fn main() -> ExitCode {
         Ok(Outcome::Partial) => ExitCode::from(1),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", message(&err));
+            // Paths in errors come from directory listings and globs: input, too.
+            eprintln!("error: {}", opensoc_report::terminal_safe(&message(&err)));
             ExitCode::from(2)
         }
     }
+}
+
+/// Colour only for a person at a terminal: never in a redirected stderr, nor with
+/// `NO_COLOR` set.
+fn colour_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Diagnostics quote log text and file names (a malformed record, a path from a
+/// directory): every field value goes through `terminal_safe`, so an escape sequence in a
+/// log cannot recolour, retitle or rewrite the analyst's terminal.
+fn terminal_safe_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        // `%x` fields arrive here through their `Display`, `?x` through `Debug`.
+        let text = format!("{value:?}");
+        let text = opensoc_report::terminal_safe(&text);
+        if field.name() == "message" {
+            w.write_str(&text)
+        } else {
+            write!(w, "{}={}", field.name(), text)
+        }
+    })
+    .delimited(" ")
 }
 
 /// The error and its causes, joined by ": ". A cause the message before it already ends

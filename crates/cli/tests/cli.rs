@@ -104,18 +104,23 @@ fn bad_input_is_reported_and_the_rest_is_analysed() {
         &input,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // Skipped binary input makes the run partial: exit 1, not a crash, not a silent 0.
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    // NUL bytes are replaced and the line kept (an attacker must not hide a line behind
+    // one); nothing was skipped, so the run is complete: exit 0.
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
     let vs = verdicts(&out);
     let ids: Vec<&str> = vs.iter().map(|v| v["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["-:1", "-:3", "-:4", "-:5"], "stderr: {stderr}");
-    assert!(vs[1]["input"].as_str().unwrap().contains("caf\u{FFFD}"));
-    let long = vs[2]["input"].as_str().unwrap();
+    assert_eq!(ids, ["-:1", "-:2", "-:3", "-:4", "-:5"], "stderr: {stderr}");
+    assert!(vs[1]["input"].as_str().unwrap().contains("\u{FFFD}"));
+    assert!(vs[2]["input"].as_str().unwrap().contains("caf\u{FFFD}"));
+    let long = vs[3]["input"].as_str().unwrap();
     assert!(
         long.len() < 64 * 1024 && long.contains("cut"),
         "10 MB line must be shortened visibly"
     );
-    assert!(stderr.contains("skipped 1"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("skipped 0") && stderr.contains("NUL 1"),
+        "stderr: {stderr}"
+    );
 }
 
 #[test]

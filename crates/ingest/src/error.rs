@@ -13,6 +13,18 @@ pub enum IngestError {
         /// The path as given.
         path: PathBuf,
     },
+    /// A symlink that leads back to itself (directly or through other links).
+    #[error("{}: symlink loop (too many levels of symbolic links)", path.display())]
+    SymlinkLoop {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// A symlink whose target does not exist.
+    #[error("{}: dangling symlink (its target does not exist)", path.display())]
+    DanglingSymlink {
+        /// The path as given.
+        path: PathBuf,
+    },
     /// An unparsable glob pattern.
     #[error("invalid glob pattern {pattern:?}: {source}")]
     Glob {

@@ -1,11 +1,19 @@
-//! `--follow`: `tail -F` semantics. Files are polled; new data is read as it arrives, a
-//! file that shrinks was truncated and is read again from the start, and a path that
-//! points to a new file (rotation) is reopened after the old file's last bytes are read.
-//! Line numbers restart at 1 in a truncated or rotated file.
+//! `--follow`: `tail -F` semantics. Files are polled; new data is read as it arrives, and
+//! a path that points to a new file (another inode: rotation) is reopened after the old
+//! file's last bytes are read. A truncated file is read again from the start; truncation
+//! is seen by size (the file is shorter than what was read) and, for a file truncated and
+//! at once rewritten past its old size, by content: the first bytes read and the last
+//! byte read are checked on every poll, and a file whose start or whose byte before the
+//! read offset changed is read again from the start, so the new content is never picked
+//! up mid-line. Line numbers restart at 1 in a truncated or rotated file.
+//!
+//! A line is only emitted once its newline is there (or at rotation and shutdown), so a
+//! writer that pauses mid-line does not split it into two entries; a multi-line record
+//! whose lines are complete is emitted when the writer pauses.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
@@ -14,11 +22,14 @@ use tracing::{info, warn};
 
 use crate::intake::IntakeConfig;
 use crate::stats::inc;
-use crate::stream::{LineSplitter, Sink, Stream};
+use crate::stream::{binary_block, LineSplitter, Sink, Stream};
 
-/// Polls without new data after which a partial last line or an open multi-line record
-/// is emitted anyway (a writer that paused mid-record).
+/// Polls without new data after which an open multi-line record is emitted anyway (a
+/// writer that paused between records).
 const IDLE_FLUSH_POLLS: u32 = 4;
+
+/// Bytes from the start of the file kept to recognise it after a rewrite.
+const FINGERPRINT_BYTES: usize = 1024;
 
 pub(crate) struct Follower {
     path: PathBuf,
@@ -29,6 +40,12 @@ pub(crate) struct Follower {
     stream: Stream,
     idle: u32,
     plain: bool,
+    /// The first bytes read since the last (re)start, up to [`FINGERPRINT_BYTES`].
+    head: Vec<u8>,
+    /// The byte at `offset - 1`.
+    last: Option<u8>,
+    /// The file's first block was binary: it is skipped until it is truncated or rotated.
+    binary: bool,
 }
 
 fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
@@ -65,6 +82,9 @@ impl Follower {
             stream: Stream::new(origin, cfg, sink),
             idle: 0,
             plain,
+            head: Vec::new(),
+            last: None,
+            binary: false,
         })
     }
 
@@ -73,30 +93,76 @@ impl Follower {
         self.plain
     }
 
+    /// Whether the open file no longer holds what was read from it: shorter than the read
+    /// offset, or another start, or another byte just before the offset.
+    fn truncated(&self, file: &File) -> Option<&'static str> {
+        let len = file.metadata().ok()?.len();
+        if len < self.offset {
+            return Some("shorter than what was read");
+        }
+        let mut head = vec![0u8; self.head.len()];
+        if file.read_exact_at(&mut head, 0).is_err() || head != self.head {
+            return Some("its first bytes changed");
+        }
+        if let Some(last) = self.last {
+            let mut b = [0u8; 1];
+            if file.read_exact_at(&mut b, self.offset - 1).is_err() || b[0] != last {
+                return Some("the bytes before the read offset changed");
+            }
+        }
+        None
+    }
+
     /// Reads what is new. Returns false when the consumer has gone.
     pub fn poll(&mut self) -> bool {
-        let Some(file) = &mut self.file else {
+        if self.file.is_none() {
             return self.reopen();
-        };
-        if let Ok(meta) = file.metadata() {
-            if meta.len() < self.offset {
-                info!(path = %self.stream.origin, "Log file truncated; reading from the start.");
+        }
+        if self.offset > 0 {
+            if let Some(why) = self.file.as_ref().and_then(|f| self.truncated(f)) {
+                info!(path = %self.stream.origin, reason = why, "Log file truncated; reading from the start.");
+                let Some(file) = &mut self.file else {
+                    return true;
+                };
                 if file.seek(SeekFrom::Start(0)).is_ok() {
-                    self.offset = 0;
-                    self.splitter.reset();
+                    if self.splitter.has_partial() {
+                        // The start of a line whose end was truncated away: a fragment.
+                        inc(&self.stream.counters().skipped);
+                        warn!(path = %self.stream.origin, line = self.splitter.line_no() + 1, reason = "truncated mid-line", "Dropped the partial last line of a truncated log file.");
+                    }
+                    self.restart();
                 }
             }
         }
+        let Some(file) = &mut self.file else {
+            return true;
+        };
         let mut buf = vec![0u8; 64 * 1024];
         let mut got = false;
         loop {
+            if self.binary {
+                break;
+            }
             match file.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     got = true;
+                    let chunk = &buf[..n];
+                    if self.offset == 0 {
+                        if let Some(why) = binary_block(chunk) {
+                            self.stream.skip_binary(&why);
+                            self.binary = true;
+                        }
+                    }
+                    let room = FINGERPRINT_BYTES.saturating_sub(self.head.len());
+                    self.head.extend_from_slice(&chunk[..room.min(n)]);
+                    self.last = chunk.last().copied();
                     self.offset += n as u64;
+                    if self.binary {
+                        break;
+                    }
                     let stream = &mut self.stream;
-                    if !self.splitter.feed(&buf[..n], &mut |l| stream.line(l)) {
+                    if !self.splitter.feed(chunk, &mut |l| stream.line(l)) {
                         return false;
                     }
                 }
@@ -112,7 +178,8 @@ impl Follower {
             return true;
         }
         self.idle = self.idle.saturating_add(1);
-        if self.idle == IDLE_FLUSH_POLLS && !self.flush() {
+        // Complete lines only: a partial line waits for its newline.
+        if self.idle == IDLE_FLUSH_POLLS && !self.stream.flush_pending() {
             return false;
         }
         // Rotated: the path now names another file (or was moved away and recreated).
@@ -128,6 +195,15 @@ impl Follower {
         }
     }
 
+    /// Reading starts again at the start of the file.
+    fn restart(&mut self) {
+        self.offset = 0;
+        self.splitter.reset();
+        self.head.clear();
+        self.last = None;
+        self.binary = false;
+    }
+
     fn flush(&mut self) -> bool {
         let stream = &mut self.stream;
         self.splitter.finish(&mut |l| stream.line(l)) && self.stream.flush_pending()
@@ -138,8 +214,7 @@ impl Follower {
             Ok((meta, f)) => {
                 self.identity = identity(&meta);
                 self.file = Some(f);
-                self.offset = 0;
-                self.splitter.reset();
+                self.restart();
                 self.idle = 0;
                 self.poll()
             }

@@ -8,14 +8,16 @@
 //!
 //! Files are read one after the other on one thread, so the order of entries depends only
 //! on the input. Full queues make files, stdin and TCP senders wait (backpressure); UDP
-//! cannot wait, so a full queue drops the datagram and counts it in `dropped`.
+//! cannot wait, so a full first queue drops the datagram and counts it in `dropped`. The
+//! last queue, in front of the model, applies the overflow policy of [`crate::queue`] to
+//! listener entries (benign-looking ones are dropped first, and counted).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -26,8 +28,12 @@ use tracing::warn;
 use crate::error::IngestError;
 use crate::event::{Format, LogEvent};
 use crate::group::{Grouped, Grouper, GroupingConfig, Incident, Location};
+use crate::queue::{EntryQueue, Pop};
 use crate::stats::{add, inc, Counters, Stats};
-use crate::stream::{cut_middle, LineSplitter, Msg, Sink, Stream};
+use crate::stream::{cut_markers_total, cut_middle, LineSplitter, Msg, Sink, Stream};
+
+/// How long the grouping thread waits for the readers to stop after shutdown.
+const STOP_DRAIN: Duration = Duration::from_secs(1);
 
 /// Default cap on one entry's text.
 pub const DEFAULT_MAX_ENTRY_BYTES: usize = 64 * 1024;
@@ -82,7 +88,8 @@ pub struct IntakeConfig {
     pub follow: bool,
     /// Longest entry text; longer records are cut in the middle with a visible marker.
     pub max_entry_bytes: usize,
-    /// Capacity of each queue between threads.
+    /// Capacity of each queue between threads, the last one (entries waiting for the
+    /// consumer) included.
     pub queue_capacity: usize,
     /// How often followed files are checked for new data.
     pub poll_interval: Duration,
@@ -133,6 +140,9 @@ pub struct Entry {
     pub event: Option<LogEvent>,
     /// The incident, for bursts.
     pub incident: Option<Incident>,
+    /// Bytes the intake cut out of this entry's text (over-long records), as its markers
+    /// say; 0 when nothing was cut.
+    pub cut_bytes: u64,
 }
 
 impl Entry {
@@ -145,6 +155,7 @@ impl Entry {
             location,
             event: Some(ev),
             incident: None,
+            cut_bytes: 0,
         }
     }
 
@@ -161,14 +172,27 @@ impl Entry {
             },
             event: None,
             incident: Some(*inc),
+            cut_bytes: 0,
         }
+    }
+
+    /// Whether the entry looks like an attack or a security event: every incident, and
+    /// single records that pass [`crate::is_suspicious`]. Used to decide what a full live
+    /// queue drops first; it never changes a verdict.
+    pub fn suspicious(&self) -> bool {
+        self.incident.is_some() || crate::suspicion::is_suspicious(&self.text)
+    }
+
+    /// Cuts the text to `max` bytes and records every cut in `cut_bytes`.
+    pub(crate) fn seal(&mut self, max: usize) {
+        self.cut_bytes = cut_markers_total(&self.text) + cut_middle(&mut self.text, max) as u64;
     }
 }
 
 /// A running intake. Iterate it for entries; iteration ends when every finite source is
 /// exhausted (never, with listeners or `follow`, until [`Intake::shutdown`]).
 pub struct Intake {
-    rx: Receiver<Entry>,
+    queue: Arc<EntryQueue>,
     counters: Arc<Counters>,
     shutdown: Arc<AtomicBool>,
     listeners: Vec<(Source, SocketAddr)>,
@@ -208,12 +232,15 @@ impl Intake {
                 "queue_capacity must be at least 1".into(),
             ));
         }
+        let counters = Arc::new(Counters::default());
         let mut inputs = Vec::new();
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for source in &cfg.sources {
             match source {
-                Source::Path(p) => inputs.extend(resolve_path(p)?.into_iter().map(Input::File)),
+                Source::Path(p) => {
+                    inputs.extend(resolve_path(p, &counters)?.into_iter().map(Input::File))
+                }
                 Source::Stdin => inputs.push(Input::Stdin),
                 Source::SyslogUdp(addr) => {
                     let sock = UdpSocket::bind(addr).map_err(|e| IngestError::Bind {
@@ -234,10 +261,9 @@ impl Intake {
             }
         }
 
-        let counters = Arc::new(Counters::default());
         let shutdown = Arc::new(AtomicBool::new(false));
         let (raw_tx, raw_rx) = sync_channel::<Msg>(cfg.queue_capacity);
-        let (out_tx, out_rx) = sync_channel::<Entry>(cfg.queue_capacity);
+        let queue = Arc::new(EntryQueue::new(cfg.queue_capacity));
         let sink = Sink {
             tx: raw_tx,
             counters: counters.clone(),
@@ -245,6 +271,7 @@ impl Intake {
         };
         let live = cfg.follow || !udp.is_empty() || !tcp.is_empty();
         let mut listeners = Vec::new();
+        let mut live_origins: Vec<Arc<str>> = Vec::new();
 
         for sock in udp {
             let addr = sock.local_addr().map_err(|e| IngestError::Io {
@@ -252,6 +279,7 @@ impl Intake {
                 source: e,
             })?;
             listeners.push((Source::SyslogUdp(addr), addr));
+            live_origins.push(crate::net::origin("udp", addr));
             let sink = sink.clone();
             let cfg = cfg.clone();
             spawn("ingest-udp", move || {
@@ -264,6 +292,7 @@ impl Intake {
                 source: e,
             })?;
             listeners.push((Source::SyslogTcp(addr), addr));
+            live_origins.push(crate::net::origin("tcp", addr));
             let sink = sink.clone();
             let cfg = cfg.clone();
             spawn("ingest-tcp", move || {
@@ -277,15 +306,18 @@ impl Intake {
         }
         drop(sink);
 
+        let pipeline = Pipeline {
+            queue: queue.clone(),
+            counters: counters.clone(),
+            shutdown: Some(shutdown.clone()),
+            live_origins,
+            max_text: cfg.max_entry_bytes,
+        };
         let grouping = cfg.grouping.clone();
-        let pipeline_counters = counters.clone();
-        let max = cfg.max_entry_bytes;
-        spawn("ingest-group", move || {
-            group_loop(raw_rx, &out_tx, grouping, live, max, &pipeline_counters)
-        })?;
+        spawn("ingest-group", move || pipeline.run(raw_rx, grouping, live))?;
 
         Ok(Intake {
-            rx: out_rx,
+            queue,
             counters,
             shutdown,
             listeners,
@@ -309,11 +341,32 @@ impl Intake {
 
     /// Next entry, waiting at most `timeout`; `Ok(None)` when the intake has ended.
     pub fn next_timeout(&self, timeout: Duration) -> Result<Option<Entry>, Timeout> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(e) => Ok(Some(e)),
-            Err(RecvTimeoutError::Timeout) => Err(Timeout),
-            Err(RecvTimeoutError::Disconnected) => Ok(None),
+        match self.queue.pop(Some(timeout), true, &self.counters) {
+            Pop::Entry(e) => Ok(Some(e)),
+            Pop::Timeout => Err(Timeout),
+            Pop::Closed => Ok(None),
         }
+    }
+
+    /// Graceful stop for a consumer that will take no more entries: stops the sources,
+    /// lets the pipeline flush (open incidents, framed records) for at most `grace`, and
+    /// counts everything read but not handed over as `abandoned`. Returns the final
+    /// counters, in which every record read is accounted for.
+    pub fn stop(&self, grace: Duration) -> Stats {
+        self.shutdown();
+        let deadline = Instant::now() + grace.max(STOP_DRAIN + Duration::from_millis(500));
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.queue.pop(Some(left), false, &self.counters) {
+                Pop::Entry(_) => {}
+                Pop::Timeout | Pop::Closed => break,
+            }
+        }
+        self.queue.abandon(&self.counters);
+        self.stats()
     }
 }
 
@@ -325,13 +378,17 @@ impl Iterator for Intake {
     type Item = Entry;
 
     fn next(&mut self) -> Option<Entry> {
-        self.rx.recv().ok()
+        match self.queue.pop(None, true, &self.counters) {
+            Pop::Entry(e) => Some(e),
+            Pop::Timeout | Pop::Closed => None,
+        }
     }
 }
 
 impl Drop for Intake {
     fn drop(&mut self) {
         self.shutdown();
+        self.queue.abandon(&self.counters);
     }
 }
 
@@ -347,15 +404,75 @@ fn has_glob_chars(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
+/// Hops after which a chain of symlinks counts as a loop (the kernel's own limit is 40).
+const MAX_LINK_HOPS: usize = 40;
+
+/// Why a symlink cannot be read, when it cannot: it loops or its target is missing.
+fn broken_link(p: &Path) -> Option<IngestError> {
+    let meta = std::fs::symlink_metadata(p).ok()?;
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    match std::fs::metadata(p) {
+        Ok(_) => None,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !link_loops(p) => {
+            Some(IngestError::DanglingSymlink {
+                path: p.to_path_buf(),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound || link_loops(p) || is_eloop(&e) => {
+            Some(IngestError::SymlinkLoop {
+                path: p.to_path_buf(),
+            })
+        }
+        Err(e) => Some(IngestError::Io {
+            path: p.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// Follows the chain of links from `p` (the last component only): true when it does not
+/// end within [`MAX_LINK_HOPS`].
+fn link_loops(p: &Path) -> bool {
+    let mut cur = p.to_path_buf();
+    for _ in 0..MAX_LINK_HOPS {
+        match std::fs::read_link(&cur) {
+            Ok(target) if target.is_absolute() => cur = target,
+            Ok(target) => {
+                cur = cur
+                    .parent()
+                    .map_or_else(|| target.clone(), |dir| dir.join(&target))
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// ELOOP, for loops through directory links that [`link_loops`] does not walk.
+fn is_eloop(e: &io::Error) -> bool {
+    #[cfg(target_os = "linux")]
+    const ELOOP: i32 = 40;
+    #[cfg(not(target_os = "linux"))]
+    const ELOOP: i32 = 62;
+    e.raw_os_error() == Some(ELOOP)
+}
+
 /// A file, every file under a directory (recursively, sorted), or every glob match.
-fn resolve_path(p: &Path) -> Result<Vec<PathBuf>, IngestError> {
+/// Problems inside a directory (unreadable subdirectories, dangling or looping symlinks)
+/// are warned with their path and counted in `unreadable`; the rest is read.
+fn resolve_path(p: &Path, counters: &Counters) -> Result<Vec<PathBuf>, IngestError> {
     if p.is_dir() {
         let mut out = Vec::new();
-        walk(p, &mut out);
+        walk(p, &mut out, counters);
         return Ok(out);
     }
     if p.exists() {
         return Ok(vec![p.to_path_buf()]);
+    }
+    if let Some(e) = broken_link(p) {
+        return Err(e);
     }
     let s = p.to_string_lossy();
     if has_glob_chars(&s) {
@@ -366,14 +483,18 @@ fn resolve_path(p: &Path) -> Result<Vec<PathBuf>, IngestError> {
         let mut out = Vec::new();
         for m in paths {
             match m {
-                Ok(path) if path.is_dir() => walk(&path, &mut out),
-                Ok(path) => out.push(path),
+                Ok(path) if path.is_dir() => walk(&path, &mut out, counters),
+                Ok(path) => match broken_link(&path) {
+                    Some(e) => unreadable(counters, &path, &e),
+                    None => out.push(path),
+                },
                 Err(e) => {
+                    inc(&counters.unreadable);
                     warn!(path = %e.path().display(), reason = %e.error(), "Cannot read glob match.")
                 }
             }
         }
-        if out.is_empty() {
+        if out.is_empty() && counters.unreadable.load(Ordering::Relaxed) == 0 {
             return Err(IngestError::NotFound {
                 path: p.to_path_buf(),
             });
@@ -387,26 +508,61 @@ fn resolve_path(p: &Path) -> Result<Vec<PathBuf>, IngestError> {
     })
 }
 
+fn unreadable(counters: &Counters, path: &Path, e: &IngestError) {
+    inc(&counters.unreadable);
+    let reason = match e {
+        IngestError::SymlinkLoop { .. } => "symlink loop".to_string(),
+        IngestError::DanglingSymlink { .. } => "dangling symlink".to_string(),
+        IngestError::Io { source, .. } => source.to_string(),
+        other => other.to_string(),
+    };
+    warn!(path = %path.display(), reason = %reason, "Skipped unreadable path.");
+}
+
 /// Regular files under `dir`, in name order. Symlinked directories are not entered, so a
-/// link loop cannot trap the walk.
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+/// link loop cannot trap the walk (said once per link, not counted: a choice, not an
+/// error).
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, counters: &Counters) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
+            inc(&counters.unreadable);
             warn!(path = %dir.display(), reason = %e, "Cannot read directory.");
             return;
         }
     };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut paths = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(e) => paths.push(e.path()),
+            Err(e) => {
+                inc(&counters.unreadable);
+                warn!(path = %dir.display(), reason = %e, "Cannot read directory entry.");
+            }
+        }
+    }
     paths.sort();
     for p in paths {
-        let Ok(meta) = std::fs::symlink_metadata(&p) else {
-            continue;
+        let meta = match std::fs::symlink_metadata(&p) {
+            Ok(m) => m,
+            Err(e) => {
+                inc(&counters.unreadable);
+                warn!(path = %p.display(), reason = %e, "Skipped unreadable path.");
+                continue;
+            }
         };
         if meta.is_dir() {
-            walk(&p, out);
-        } else if meta.is_file() || (meta.file_type().is_symlink() && p.is_file()) {
+            walk(&p, out, counters);
+        } else if meta.is_file() {
             out.push(p);
+        } else if meta.file_type().is_symlink() {
+            if let Some(e) = broken_link(&p) {
+                unreadable(counters, &p, &e);
+            } else if p.is_file() {
+                out.push(p);
+            } else if p.is_dir() {
+                warn!(path = %p.display(), reason = "symlinked directory", "Not entering symlinked directory.");
+            }
         }
     }
 }
@@ -482,10 +638,13 @@ pub(crate) fn read_file(path: &Path, cfg: &IntakeConfig, sink: &Sink) -> bool {
 }
 
 /// Feeds a reader through a stream. A read error (a truncated `.gz`, a vanished file) is
-/// counted and warned with the line it happened at; what was read so far is kept.
+/// counted and warned with the line it happened at; what was read so far is kept. Input
+/// whose first block looks binary ([`crate::stream::binary_block`]) is skipped whole, with
+/// one warning.
 pub(crate) fn read_stream<R: Read>(mut reader: R, stream: &mut Stream, max: usize) -> bool {
     let mut splitter = LineSplitter::new(max);
     let mut buf = vec![0u8; 64 * 1024];
+    let mut first = true;
     loop {
         if stream.stopped() {
             return false;
@@ -503,6 +662,14 @@ pub(crate) fn read_stream<R: Read>(mut reader: R, stream: &mut Stream, max: usiz
                 return true;
             }
         };
+        // The first read only, whatever its size: waiting for a full block would hold
+        // back a live pipe.
+        if std::mem::take(&mut first) {
+            if let Some(why) = crate::stream::binary_block(&buf[..n]) {
+                stream.skip_binary(&why);
+                return true;
+            }
+        }
         if !splitter.feed(&buf[..n], &mut |l| stream.line(l)) {
             return false;
         }
@@ -510,79 +677,134 @@ pub(crate) fn read_stream<R: Read>(mut reader: R, stream: &mut Stream, max: usiz
     splitter.finish(&mut |l| stream.line(l))
 }
 
-/// The grouping thread: events in, entries out.
-fn group_loop(
-    rx: Receiver<Msg>,
-    tx: &SyncSender<Entry>,
-    cfg: GroupingConfig,
-    live: bool,
+/// The grouping thread's state: where entries go and how they are counted.
+struct Pipeline {
+    queue: Arc<EntryQueue>,
+    counters: Arc<Counters>,
+    /// Set by [`Intake::shutdown`]; `None` for [`ingest_reader`], which runs to the end.
+    shutdown: Option<Arc<AtomicBool>>,
+    /// Origins of the syslog listeners: their entries fall under the overflow policy.
+    live_origins: Vec<Arc<str>>,
     max_text: usize,
-    counters: &Counters,
-) {
-    let mut grouper = Grouper::new(cfg);
-    let mut out = Vec::new();
-    let tick = Duration::from_millis(200);
-    let mut last_expiry = Instant::now();
-    loop {
-        let msg = if live {
-            match rx.recv_timeout(tick) {
+}
+
+impl Pipeline {
+    fn stopping(&self) -> bool {
+        self.shutdown
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// Events in, entries out, until every source is done or shutdown; then whatever is
+    /// held (open incidents) is flushed and the queue closed.
+    fn run(self, rx: Receiver<Msg>, cfg: GroupingConfig, live: bool) {
+        let mut grouper = Grouper::new(cfg);
+        let mut out = Vec::new();
+        let tick = Duration::from_millis(200);
+        let mut last_expiry = Instant::now();
+        let mut consumer_gone = false;
+        loop {
+            if self.stopping() {
+                self.drain_after_stop(&rx);
+                break;
+            }
+            // A timeout even for finite inputs, so that shutdown is seen.
+            let msg = match rx.recv_timeout(tick) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
-            }
-        } else {
-            match rx.recv() {
-                Ok(m) => Some(m),
-                Err(_) => break,
-            }
-        };
-        match msg {
-            Some(Msg::Event(ev, loc)) => grouper.push(ev, loc, &mut out),
-            Some(Msg::Entry(e)) => {
-                inc(&counters.entries);
-                if tx.send(*e).is_err() {
-                    return;
+            };
+            if let Some(msg) = msg {
+                if !self.handle(msg, &mut grouper, &mut out) {
+                    consumer_gone = true;
+                    break;
                 }
             }
-            Some(Msg::End(origin)) => grouper.end_stream(&origin, &mut out),
-            None => {}
-        }
-        // Live sources: close quiet groups on time even while other sources keep the
-        // queue busy (a steady stream would otherwise never let the timeout fire).
-        if live && last_expiry.elapsed() >= tick {
-            last_expiry = Instant::now();
-            grouper.expire_idle(last_expiry, &mut out);
-        }
-        if !emit(&mut out, tx, counters, max_text) {
-            return;
-        }
-    }
-    grouper.flush_all(&mut out);
-    emit(&mut out, tx, counters, max_text);
-}
-
-fn emit(
-    out: &mut Vec<Grouped>,
-    tx: &SyncSender<Entry>,
-    counters: &Counters,
-    max_text: usize,
-) -> bool {
-    for g in out.drain(..) {
-        let mut entry = match g {
-            Grouped::Single(ev, loc) => Entry::single(ev, loc),
-            Grouped::Incident(inc_) => {
-                add(&counters.grouped, inc_.count as u64);
-                inc(&counters.incidents);
-                Entry::incident(inc_)
+            // Live sources: close quiet groups on time even while other sources keep the
+            // queue busy (a steady stream would otherwise never let the timeout fire).
+            if live && last_expiry.elapsed() >= tick {
+                last_expiry = Instant::now();
+                grouper.expire_idle(last_expiry, &mut out);
             }
-        };
-        cut_middle(&mut entry.text, max_text);
-        inc(&counters.entries);
-        if tx.send(entry).is_err() {
-            return false;
+            if !self.emit(&mut out) {
+                consumer_gone = true;
+                break;
+            }
+        }
+        grouper.flush_all(&mut out);
+        if consumer_gone {
+            // Nobody will take these: count them, do not queue them.
+            for g in out.drain(..) {
+                let events = match g {
+                    Grouped::Single(..) => 1,
+                    Grouped::Incident(inc_) => inc_.count as u64,
+                };
+                add(&self.counters.abandoned, events);
+            }
+        } else {
+            self.emit(&mut out);
+        }
+        self.queue.close();
+    }
+
+    /// After shutdown the consumer takes nothing more: what the readers still send (they
+    /// stop within a poll interval) is counted as abandoned, so that the final counters
+    /// add up. A reader blocked on a silent stdin is not waited for beyond a second.
+    fn drain_after_stop(&self, rx: &Receiver<Msg>) {
+        let deadline = Instant::now() + STOP_DRAIN;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(msg) => add(&self.counters.abandoned, msg.events()),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) if Instant::now() >= deadline => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
         }
     }
-    true
+
+    /// One message from a reader. False when the consumer has gone.
+    fn handle(&self, msg: Msg, grouper: &mut Grouper, out: &mut Vec<Grouped>) -> bool {
+        match msg {
+            Msg::Event(ev, loc) => {
+                grouper.push(ev, loc, out);
+                true
+            }
+            Msg::Entry(mut e) => {
+                e.seal(self.max_text);
+                self.push(*e)
+            }
+            Msg::End(origin) => {
+                grouper.end_stream(&origin, out);
+                true
+            }
+        }
+    }
+
+    fn push(&self, entry: Entry) -> bool {
+        let droppable = self
+            .live_origins
+            .iter()
+            .any(|o| **o == *entry.location.origin);
+        self.queue.push(entry, droppable, &self.counters)
+    }
+
+    fn emit(&self, out: &mut Vec<Grouped>) -> bool {
+        let mut ok = true;
+        for g in out.drain(..) {
+            let mut entry = match g {
+                Grouped::Single(ev, loc) => Entry::single(ev, loc),
+                Grouped::Incident(inc_) => {
+                    add(&self.counters.grouped, inc_.count as u64);
+                    inc(&self.counters.incidents);
+                    Entry::incident(inc_)
+                }
+            };
+            entry.seal(self.max_text);
+            // After the consumer left, `push` counts the rest as abandoned.
+            ok &= self.push(entry);
+        }
+        ok
+    }
 }
 
 /// Runs the whole intake over one reader (a `Cursor`, a socket, a test fixture) and
@@ -596,7 +818,7 @@ pub fn ingest_reader<R: Read + Send>(
     let max = cfg.max_entry_bytes.max(64);
     let cap = cfg.queue_capacity.max(1);
     let (raw_tx, raw_rx) = sync_channel::<Msg>(cap);
-    let (out_tx, out_rx) = sync_channel::<Entry>(cap);
+    let queue = Arc::new(EntryQueue::new(cap));
     let sink = Sink {
         tx: raw_tx,
         counters: counters.clone(),
@@ -607,6 +829,13 @@ pub fn ingest_reader<R: Read + Send>(
         ..cfg.clone()
     };
     let mut stream = Stream::new(Arc::from(name), &stream_cfg, sink);
+    let pipeline = Pipeline {
+        queue: queue.clone(),
+        counters: counters.clone(),
+        shutdown: None,
+        live_origins: Vec::new(),
+        max_text: max,
+    };
     let grouping = cfg.grouping.clone();
     let entries = thread::scope(|s| {
         s.spawn(move || {
@@ -614,9 +843,12 @@ pub fn ingest_reader<R: Read + Send>(
                 stream.finish();
             }
         });
-        let c = counters.clone();
-        s.spawn(move || group_loop(raw_rx, &out_tx, grouping, false, max, &c));
-        out_rx.iter().collect()
+        s.spawn(move || pipeline.run(raw_rx, grouping, false));
+        let mut entries = Vec::new();
+        while let Pop::Entry(e) = queue.pop(None, true, &counters) {
+            entries.push(e);
+        }
+        entries
     });
     (entries, counters.snapshot())
 }

@@ -63,8 +63,10 @@ pub mod group;
 mod intake;
 mod net;
 pub mod parse;
+mod queue;
 mod stats;
 mod stream;
+mod suspicion;
 
 pub use error::IngestError;
 pub use event::{Fields, Format, LogEvent, Timestamp};
@@ -77,3 +79,4 @@ pub use net::SyslogFramer;
 pub use parse::{parse_line, Parsed, Parser};
 pub use stats::Stats;
 pub use stream::cut_marker;
+pub use suspicion::is_suspicious;

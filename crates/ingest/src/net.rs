@@ -24,6 +24,11 @@ const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// exhaust threads.
 const MAX_CONNECTIONS: usize = 256;
 
+/// The stream name (id prefix) of a listener's messages: `syslog/udp/127.0.0.1:514`.
+pub(crate) fn origin(proto: &str, addr: SocketAddr) -> Arc<str> {
+    Arc::from(format!("syslog/{proto}/{addr}"))
+}
+
 fn transient(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -35,7 +40,7 @@ pub(crate) fn serve_udp(sock: UdpSocket, addr: SocketAddr, cfg: &IntakeConfig, s
     if let Err(e) = sock.set_read_timeout(Some(WAKE)) {
         warn!(%addr, reason = %e, "Cannot set syslog socket timeout.");
     }
-    let origin: Arc<str> = Arc::from(format!("syslog/udp/{addr}"));
+    let origin = origin("udp", addr);
     let mut stream = Stream::new(origin, &stream_config(cfg), sink.clone()).lossy();
     let mut buf = vec![0u8; 65_536];
     let mut n = 0u64;
@@ -61,7 +66,7 @@ pub(crate) fn serve_tcp(listener: TcpListener, addr: SocketAddr, cfg: &IntakeCon
     if let Err(e) = listener.set_nonblocking(true) {
         warn!(%addr, reason = %e, "Cannot make syslog listener non-blocking.");
     }
-    let origin: Arc<str> = Arc::from(format!("syslog/tcp/{addr}"));
+    let origin = origin("tcp", addr);
     let counter = Arc::new(AtomicU64::new(0));
     let active = Arc::new(AtomicUsize::new(0));
     while !sink.stopped() {

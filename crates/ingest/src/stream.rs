@@ -24,6 +24,17 @@ pub(crate) enum Msg {
     End(Arc<str>),
 }
 
+impl Msg {
+    /// Events this message carries, for the accounting of a message that was lost.
+    pub fn events(&self) -> u64 {
+        match self {
+            Msg::Event(..) => 1,
+            Msg::Entry(e) => e.events as u64,
+            Msg::End(_) => 0,
+        }
+    }
+}
+
 /// Where a stream's output goes.
 #[derive(Clone)]
 pub(crate) struct Sink {
@@ -35,18 +46,28 @@ pub(crate) struct Sink {
 impl Sink {
     /// Blocking send: backpressure for files, stdin and TCP. False when the consumer left.
     pub fn send(&self, msg: Msg) -> bool {
-        self.tx.send(msg).is_ok()
+        match self.tx.send(msg) {
+            Ok(()) => true,
+            Err(e) => {
+                // The pipeline stopped (shutdown) after this was read: account for it.
+                add(&self.counters.abandoned, e.0.events());
+                false
+            }
+        }
     }
 
     /// Non-blocking send for UDP, which cannot push back: a full queue drops and counts.
     pub fn try_send(&self, msg: Msg) -> bool {
         match self.tx.try_send(msg) {
             Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                inc(&self.counters.dropped);
+            Err(TrySendError::Full(m)) => {
+                add(&self.counters.dropped, m.events());
                 true
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Disconnected(m)) => {
+                add(&self.counters.abandoned, m.events());
+                false
+            }
         }
     }
 
@@ -165,16 +186,54 @@ impl LineSplitter {
     }
 }
 
-/// Bytes that mark a line as binary rather than text: NUL, or mostly control characters.
-fn is_binary(b: &[u8]) -> bool {
-    if b.contains(&0) {
-        return true;
+/// Largest part of an input's first read that is examined for binary content.
+const SNIFF_BYTES: usize = 8 * 1024;
+
+/// Share of the first block, in percent, that must be NUL, other control bytes or invalid
+/// UTF-8 for the input to count as binary. Text logs have almost none (a Latin-1 file a
+/// few percent); random or compressed data over half. High on purpose: an attacker who
+/// writes one log line must not get a whole text file skipped, so a few NULs or control
+/// characters in a line never do it.
+const BINARY_PERCENT: usize = 30;
+
+/// Why `block` (the start of an input) is binary rather than text, or `None`. Like grep,
+/// only the first block is examined; unlike grep, a single NUL is not enough.
+pub(crate) fn binary_block(block: &[u8]) -> Option<String> {
+    let block = &block[..block.len().min(SNIFF_BYTES)];
+    if block.is_empty() {
+        return None;
     }
-    let control = b
+    let nul = block.iter().filter(|&&c| c == 0).count();
+    let control = block
         .iter()
-        .filter(|&&c| c < 0x20 && !matches!(c, b'\t' | b'\r' | 0x1b | 0x0c))
+        .filter(|&&c| c != 0 && c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r' | 0x0c | 0x1b))
         .count();
-    control > 0 && control * 10 > b.len()
+    let invalid = invalid_utf8_bytes(block);
+    let bad = nul + control + invalid;
+    (bad * 100 > block.len() * BINARY_PERCENT).then(|| {
+        format!(
+            "binary data: {bad} of the first {} bytes are NUL ({nul}), control ({control}) or invalid UTF-8 ({invalid})",
+            block.len()
+        )
+    })
+}
+
+/// Bytes of `b` that are not part of valid UTF-8 (a character cut at the block's end is
+/// not counted).
+fn invalid_utf8_bytes(mut b: &[u8]) -> usize {
+    let mut bad = 0;
+    loop {
+        match std::str::from_utf8(b) {
+            Ok(_) => return bad,
+            Err(e) => match e.error_len() {
+                Some(n) => {
+                    bad += n;
+                    b = &b[e.valid_up_to() + n..];
+                }
+                None => return bad,
+            },
+        }
+    }
 }
 
 /// Decodes a line, cutting marker included; counts invalid UTF-8.
@@ -229,6 +288,26 @@ fn decode(
 /// The visible marker left where an oversized record was cut.
 pub fn cut_marker(bytes: usize) -> String {
     format!("[... {bytes} bytes cut ...]")
+}
+
+/// Bytes reported cut by the [`cut_marker`]s in `text`. Log text could imitate a marker;
+/// that only makes a verdict report a cut that did not happen, never hide one.
+pub(crate) fn cut_markers_total(text: &str) -> u64 {
+    const OPEN: &str = "[... ";
+    const CLOSE: &str = " bytes cut ...]";
+    let mut total = 0u64;
+    let mut rest = text;
+    while let Some(i) = rest.find(OPEN) {
+        rest = &rest[i + OPEN.len()..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && rest[digits..].starts_with(CLOSE) {
+            if let Ok(n) = rest[..digits].parse::<u64>() {
+                total = total.saturating_add(n);
+            }
+            rest = &rest[digits + CLOSE.len()..];
+        }
+    }
+    total
 }
 
 /// Room for a cut marker: a record already cut while reading is not cut again.
@@ -314,13 +393,8 @@ impl Stream {
         if let [rest @ .., b'\r'] = bytes {
             bytes = rest;
         }
-        if is_binary(bytes) {
-            inc(&c.read);
-            inc(&c.skipped);
-            warn!(path = %self.origin, line = line.no, reason = "binary data", "Skipped log line.");
-            return true;
-        }
-        let text = decode(bytes, line.cut, self.max, c, &self.origin, line.no);
+        let mut text = decode(bytes, line.cut, self.max, c, &self.origin, line.no);
+        self.replace_nul(&mut text, line.no);
         if self.blocks {
             return self.block_line(line.no, text);
         }
@@ -388,6 +462,7 @@ impl Stream {
             location,
             event: None,
             incident: None,
+            cut_bytes: 0,
         };
         self.send(Msg::Entry(Box::new(entry)))
     }
@@ -438,13 +513,8 @@ impl Stream {
         if bytes.is_empty() {
             return true;
         }
-        if bytes.contains(&0) {
-            inc(&c.read);
-            inc(&c.skipped);
-            warn!(path = %self.origin, line = no, reason = "binary data", "Skipped syslog message.");
-            return true;
-        }
-        let text = decode(bytes, 0, self.max, &c, &self.origin, no);
+        let mut text = decode(bytes, 0, self.max, &c, &self.origin, no);
+        self.replace_nul(&mut text, no);
         self.record(Record {
             first_line: no,
             last_line: no,
@@ -467,6 +537,22 @@ impl Stream {
     /// End of the stream: flush records and let its groups close.
     pub fn finish(&mut self) -> bool {
         self.flush_pending() && self.send(Msg::End(self.origin.clone()))
+    }
+
+    /// NUL bytes become U+FFFD: they are no reason to lose a record (an attacker could
+    /// hide a line behind one), but they have no place in the model's input or a terminal.
+    fn replace_nul(&self, text: &mut String, no: u64) {
+        if text.contains('\0') {
+            *text = text.replace('\0', "\u{FFFD}");
+            inc(&self.sink.counters.nul);
+            warn!(path = %self.origin, line = no, reason = "NUL bytes", "Replaced NUL bytes in log record.");
+        }
+    }
+
+    /// Counts and warns an input skipped whole because it is binary.
+    pub fn skip_binary(&self, why: &str) {
+        inc(&self.sink.counters.skipped);
+        warn!(path = %self.origin, reason = %why, "Skipped binary input.");
     }
 
     /// Counts input lost to a read error (the rest of a truncated file).
@@ -542,10 +628,38 @@ mod tests {
     }
 
     #[test]
-    fn binary_detection() {
-        assert!(is_binary(b"abc\0def"));
-        assert!(is_binary(b"\x01\x02\x03\x04abc"));
-        assert!(!is_binary(b"plain text\twith tab"));
-        assert!(!is_binary("ünïcödé".as_bytes()));
+    fn binary_detection_looks_at_the_share_of_bad_bytes() {
+        // Random bytes: far over the threshold.
+        let mut state = 7u64;
+        let random: Vec<u8> = (0..8192)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (state >> 56) as u8
+            })
+            .collect();
+        assert!(binary_block(&random).is_some());
+        assert!(binary_block(b"\x01\x02\x03\x04abc").is_some());
+        assert!(binary_block(&[0u8; 100]).is_some());
+        // One attacker line with NULs and controls in an otherwise text block: text.
+        let mut text = b"GET /a\0\x01\x02 HTTP/1.1\n".to_vec();
+        text.extend(b"ordinary log line\n".repeat(20));
+        assert!(binary_block(&text).is_none());
+        assert!(binary_block(b"plain text\twith tab").is_none());
+        assert!(binary_block("ünïcödé".as_bytes()).is_none());
+        assert!(binary_block(b"caf\xe9 latin-1 line from host 192.0.2.9\n").is_none());
+        // A multi-byte character cut by the end of the block is not invalid.
+        assert!(binary_block(&"é".as_bytes()[..1]).is_none());
+        assert!(binary_block(b"").is_none());
+    }
+
+    #[test]
+    fn cut_markers_are_summed() {
+        let t = format!(
+            "a{}b{}c[... x bytes cut ...]",
+            cut_marker(10),
+            cut_marker(5)
+        );
+        assert_eq!(cut_markers_total(&t), 15);
+        assert_eq!(cut_markers_total("[... 3 bytes cut ..."), 0);
     }
 }

@@ -60,20 +60,64 @@ fn follows_appends_truncation_and_rotation() {
 }
 
 #[test]
-fn pending_multi_line_record_and_partial_line_come_out_when_the_writer_pauses() {
+fn pending_multi_line_record_comes_out_when_the_writer_pauses_but_a_partial_line_waits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("events.txt");
-    append(&log, "EventID: 4625\nUser: bob\npartial without newline");
+    append(&log, "EventID: 4625\nUser: bob\npartial without");
     let cfg = IntakeConfig {
         follow: true,
         grouping: GroupingConfig::disabled(),
         poll_interval: Duration::from_millis(20),
-        ..IntakeConfig::new(vec![Source::Path(log)])
+        ..IntakeConfig::new(vec![Source::Path(log.clone())])
     };
     let intake = Intake::start(cfg).expect("start");
-    assert_eq!(
-        next_texts(&intake, 2),
-        vec!["EventID: 4625\nUser: bob", "partial without newline"]
+    assert_eq!(next_texts(&intake, 1), vec!["EventID: 4625\nUser: bob"]);
+    // The writer paused mid-line for many polls: the fragment is not an entry.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        intake.next_timeout(Duration::from_millis(50)).is_err(),
+        "a partial line came out"
     );
+    append(&log, " newline\n");
+    assert_eq!(next_texts(&intake, 1), vec!["partial without newline"]);
+    intake.shutdown();
+}
+
+/// Regression: a file truncated and at once rewritten past its old size was read on from
+/// the old offset, losing the new lines' starts and analysing a fragment as an entry.
+#[test]
+fn truncate_and_rewrite_past_the_old_size_is_read_from_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("app.log");
+    append(&log, "old one\nold two\n");
+    let cfg = IntakeConfig {
+        follow: true,
+        grouping: GroupingConfig::disabled(),
+        poll_interval: Duration::from_millis(20),
+        ..IntakeConfig::new(vec![Source::Path(log.clone())])
+    };
+    let intake = Intake::start(cfg).expect("start");
+    assert_eq!(next_texts(&intake, 2), vec!["old one", "old two"]);
+    let inode = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).expect("metadata").ino()
+    };
+    let before = inode(&log);
+    // Same inode, truncated and longer at once, with the same first bytes as before.
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .expect("open");
+    f.write_all(b"old one\nnew line after the rewrite\nanother new line\n")
+        .expect("write");
+    drop(f);
+    assert_eq!(inode(&log), before);
+    assert_eq!(
+        next_texts(&intake, 3),
+        vec!["old one", "new line after the rewrite", "another new line"]
+    );
+    // Nothing more: no fragment of the old offset's line.
+    assert!(intake.next_timeout(Duration::from_millis(200)).is_err());
     intake.shutdown();
 }

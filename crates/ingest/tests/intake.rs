@@ -217,6 +217,7 @@ fn bad_input_is_counted_and_the_rest_goes_on() {
             .collect::<Vec<_>>(),
         vec![
             "first good line",
+            "\u{fffd}\x01\x02binary\u{fffd}junk",
             "caf\u{fffd} latin-1 line",
             "{\"event_type\": \"alert\", broken json",
             "<Event><System><EventID>4625</EventID></System>\n</Event-not>",
@@ -236,7 +237,11 @@ fn bad_input_is_counted_and_the_rest_goes_on() {
         "no cut marker"
     );
     assert!(big.text.ends_with("AAAA"), "tail kept");
-    assert_eq!(stats.skipped, 1, "{stats}");
+    assert_eq!(big.cut_bytes, 10 * 1024 * 1024 - 64 * 1024);
+    assert!(entries.iter().filter(|e| e.cut_bytes > 0).count() == 1);
+    // NUL bytes are replaced, the line kept: nothing skipped.
+    assert_eq!(stats.skipped, 0, "{stats}");
+    assert_eq!(stats.nul, 1, "{stats}");
     assert_eq!(stats.invalid_utf8, 1, "{stats}");
     assert_eq!(stats.oversized, 1, "{stats}");
     // Broken JSON, and the unclosed XML event (its markup lines, then the record fails to
@@ -251,7 +256,7 @@ fn stats_display_is_one_line() {
         ..Stats::default()
     };
     let text = s.to_string();
-    assert!(text.starts_with("read 3, parsed 0"), "{text}");
+    assert!(text.starts_with("received 3, parsed 0"), "{text}");
     assert!(!text.contains('\n'));
 }
 
@@ -335,4 +340,107 @@ fn grouping_config_deserialises_with_defaults() {
     assert_eq!(cfg.auth_failures, 3);
     assert_eq!(cfg.probes, GroupingConfig::default().probes);
     assert!(serde_json::from_str::<GroupingConfig>(r#"{"gap": 30}"#).is_err());
+}
+
+/// Regression: one NUL byte dropped the whole line, attack included.
+#[test]
+fn nul_bytes_are_replaced_and_the_line_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(
+        dir.path(),
+        "nul.log",
+        b"GET /a?id=1%27%20OR%201=1\0-- HTTP/1.1\nnext line\n",
+    );
+    let (entries, stats) = run(ungrouped(vec![Source::Path(p)]));
+    let texts: Vec<&str> = entries.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        vec!["GET /a?id=1%27%20OR%201=1\u{fffd}-- HTTP/1.1", "next line"]
+    );
+    assert_eq!((stats.nul, stats.skipped), (1, 0), "{stats}");
+}
+
+/// Regression: a megabyte of random bytes was analysed line by line for half an hour.
+#[test]
+fn binary_file_is_skipped_whole_and_the_next_file_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut state = 42u64;
+    let random: Vec<u8> = (0..1024 * 1024)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 56) as u8
+        })
+        .collect();
+    let bin = write(dir.path(), "a.bin", &random);
+    let gz = write(dir.path(), "b.bin.gz", &gzip(&random));
+    let text = write(dir.path(), "c.log", b"text after the binary files\n");
+    let (entries, stats) = run(ungrouped(vec![
+        Source::Path(bin),
+        Source::Path(gz),
+        Source::Path(text),
+    ]));
+    let texts: Vec<&str> = entries.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(texts, vec!["text after the binary files"]);
+    assert_eq!((stats.skipped, stats.read), (2, 1), "{stats}");
+}
+
+#[test]
+fn dangling_symlinks_loops_and_unreadable_subdirectories_are_counted() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "a.log", b"from a\n");
+    symlink(dir.path().join("gone"), dir.path().join("b-dangling.log")).expect("symlink");
+    symlink(dir.path().join("c-loop.log"), dir.path().join("c-loop.log")).expect("symlink");
+    symlink(dir.path().join("d2.log"), dir.path().join("d1.log")).expect("symlink");
+    symlink(dir.path().join("d1.log"), dir.path().join("d2.log")).expect("symlink");
+    write(dir.path(), "locked/x.log", b"hidden\n");
+    let locked = dir.path().join("locked");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    // Root reads a mode-000 directory anyway: then there is nothing unreadable to test.
+    let root = std::fs::read_dir(&locked).is_ok();
+    let (entries, stats) = run(ungrouped(vec![Source::Path(dir.path().to_path_buf())]));
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let texts: Vec<&str> = entries.iter().map(|e| e.text.as_str()).collect();
+    if root {
+        assert_eq!(texts, vec!["from a", "hidden"]);
+        assert_eq!(stats.unreadable, 4, "{stats}");
+    } else {
+        assert_eq!(texts, vec!["from a"]);
+        assert_eq!(stats.unreadable, 5, "{stats}");
+    }
+}
+
+#[test]
+fn a_symlink_loop_given_directly_is_named_a_loop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("loop.log");
+    std::os::unix::fs::symlink(&link, &link).expect("symlink");
+    let err = Intake::start(IntakeConfig::new(vec![Source::Path(link.clone())])).unwrap_err();
+    assert!(matches!(err, IngestError::SymlinkLoop { .. }), "{err}");
+    assert!(err.to_string().contains("symlink loop"), "{err}");
+    assert!(!err.to_string().contains("no such file"), "{err}");
+    let dangling = dir.path().join("dangling.log");
+    std::os::unix::fs::symlink(dir.path().join("gone"), &dangling).expect("symlink");
+    let err = Intake::start(IntakeConfig::new(vec![Source::Path(dangling)])).unwrap_err();
+    assert!(matches!(err, IngestError::DanglingSymlink { .. }), "{err}");
+}
+
+#[test]
+fn stop_accounts_for_every_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    let p = write(dir.path(), "many.log", text.as_bytes());
+    let cfg = IntakeConfig {
+        queue_capacity: 16,
+        ..ungrouped(vec![Source::Path(p)])
+    };
+    let mut intake = Intake::start(cfg).expect("start");
+    let taken = intake.by_ref().take(10).count() as u64;
+    let stats = intake.stop(std::time::Duration::from_secs(5));
+    assert_eq!(stats.entries, taken, "{stats}");
+    assert!(stats.abandoned > 0, "{stats}");
+    assert_eq!(stats.read, stats.entries + stats.abandoned, "{stats}");
+    assert!(stats.lost_anything());
 }

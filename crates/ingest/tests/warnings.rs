@@ -52,18 +52,32 @@ fn each_problem_is_warned_with_path_line_and_reason() {
     bytes.extend(std::iter::repeat_n(b'x', 200_000));
     bytes.extend_from_slice(b"\nok again\n");
     std::fs::write(&path, &bytes).expect("write");
+    // A binary file: skipped with one warning, not one per line.
+    let bin = dir.path().join("blob.bin");
+    let blob: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&bin, &blob).expect("write");
     let cfg = IntakeConfig {
         grouping: GroupingConfig::disabled(),
-        ..IntakeConfig::new(vec![Source::Path(path.clone())])
+        ..IntakeConfig::new(vec![Source::Path(path.clone()), Source::Path(bin.clone())])
     };
     let mut intake = Intake::start(cfg).expect("start");
     let n = intake.by_ref().count();
-    assert_eq!(n, 5);
+    // The NUL line is kept (its NULs replaced).
+    assert_eq!(n, 6);
 
     let warnings = collect.0.lock().expect("lock").clone();
+    let bin_name = bin.display().to_string();
+    let about_bin: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.contains(&format!("path={bin_name}")))
+        .collect();
+    assert_eq!(about_bin.len(), 1, "{about_bin:#?}");
+    assert!(about_bin[0].contains("binary data"), "{about_bin:#?}");
     let name = path.display().to_string();
     let expect = [
-        (2, "binary data"),
+        (2, "NUL bytes"),
         (3, "invalid UTF-8"),
         (4, "malformed JSON"),
         (5, "oversized"),

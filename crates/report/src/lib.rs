@@ -8,6 +8,8 @@
 //! assert!(String::from_utf8(out).unwrap().starts_with("id,severity"));
 //! ```
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use opensoc_verdict::Verdict;
@@ -35,10 +37,15 @@ const COLUMNS: [&str; 9] = [
 ];
 
 /// Writes verdicts as they come; the header (CSV, table) is written before the first.
+/// Each JSON line is written with one `write_all` of the whole line and flushed, so a
+/// reader of a pipe or a followed file never sees half a verdict and every verdict is out
+/// as soon as it is made.
 pub struct VerdictWriter<W: Write> {
     out: W,
     format: Format,
     header_done: bool,
+    /// The JSON line being built, reused.
+    line: Vec<u8>,
 }
 
 impl<W: Write> VerdictWriter<W> {
@@ -47,6 +54,7 @@ impl<W: Write> VerdictWriter<W> {
             out,
             format,
             header_done: false,
+            line: Vec::new(),
         }
     }
 
@@ -70,8 +78,11 @@ impl<W: Write> VerdictWriter<W> {
         self.header()?;
         match self.format {
             Format::Jsonl => {
-                serde_json::to_writer(&mut self.out, v)?;
-                writeln!(self.out)
+                self.line.clear();
+                serde_json::to_writer(&mut self.line, v)?;
+                self.line.push(b'\n');
+                self.out.write_all(&self.line)?;
+                self.out.flush()
             }
             Format::Csv => {
                 let cells = row(v);
@@ -93,7 +104,7 @@ impl<W: Write> VerdictWriter<W> {
                             .unwrap_or("-"),
                         20
                     ),
-                    v.technique_id.as_deref().unwrap_or("-"),
+                    clip(v.technique_id.as_deref().unwrap_or("-"), 10),
                     clip(v.tactic.as_deref().unwrap_or("-"), 24),
                 )
             }
@@ -123,9 +134,10 @@ fn row(v: &Verdict) -> [String; 9] {
 }
 
 /// Quotes a cell when needed. Cells that a spreadsheet would run as a formula get a
-/// leading apostrophe: log text is attacker-controlled.
+/// leading apostrophe: log text is attacker-controlled. TAB and CR count too: some
+/// spreadsheets skip them and read the formula behind.
 fn csv_cell(cell: &str) -> String {
-    let cell = if cell.starts_with(['=', '+', '-', '@']) {
+    let cell = if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{cell}")
     } else {
         cell.to_string()
@@ -137,15 +149,49 @@ fn csv_cell(cell: &str) -> String {
     }
 }
 
-/// Shortens to `width` characters for the table, and keeps control characters (terminal
-/// escapes in log text) out of the terminal.
+/// Whether `c` must not reach a terminal as it is: C0 and C1 controls and DEL (escape
+/// sequences: colours, cursor moves, OSC window titles, hyperlinks), bidirectional
+/// controls (U+202E and friends reorder what is shown), and invisible separators and
+/// zero-width characters that hide text.
+fn unsafe_for_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
+}
+
+/// `s` with every character that could act on a terminal (see [`unsafe_for_terminal`])
+/// written as a visible escape (`\x1b`, `\u{202e}`), newlines and tabs included; for
+/// every string derived from input that goes to a terminal: warnings, progress messages,
+/// table cells.
+pub fn terminal_safe(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(unsafe_for_terminal) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if !unsafe_for_terminal(c) {
+            out.push(c);
+        } else if (c as u32) < 0x80 {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Shortens to `width` characters for the table, after [`terminal_safe`].
 fn clip(s: &str, width: usize) -> String {
-    let clean: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let clean = terminal_safe(s);
     if clean.chars().count() <= width {
-        clean
+        clean.into_owned()
     } else {
         let mut t: String = clean.chars().take(width.saturating_sub(1)).collect();
         t.push('…');
@@ -212,8 +258,115 @@ mod tests {
     }
 
     #[test]
-    fn clip_strips_terminal_escapes() {
-        assert_eq!(clip("a\u{1b}[2Jb", 10), "a [2Jb");
+    fn clip_neutralises_terminal_escapes() {
+        assert_eq!(clip("a\u{1b}[2Jb", 10), "a\\x1b[2Jb");
         assert_eq!(clip("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn terminal_safe_escapes_controls_bidi_and_osc() {
+        assert_eq!(terminal_safe("plain: ünïcödé"), "plain: ünïcödé");
+        assert!(matches!(terminal_safe("plain"), Cow::Borrowed(_)));
+        assert_eq!(terminal_safe("\u{1b}]0;owned\u{7}x"), "\\x1b]0;owned\\x07x");
+        assert_eq!(terminal_safe("a\u{9b}31mb"), "a\\u{9b}31mb");
+        assert_eq!(terminal_safe("evil\u{202e}gpj.exe"), "evil\\u{202e}gpj.exe");
+        assert_eq!(
+            terminal_safe("a\u{2066}b\u{200b}c"),
+            "a\\u{2066}b\\u{200b}c"
+        );
+        assert_eq!(terminal_safe("l1\nl2\r\t"), "l1\\x0al2\\x0d\\x09");
+        assert_eq!(terminal_safe("del\u{7f}"), "del\\x7f");
+    }
+
+    /// Bounded random property: whatever the text, nothing unsafe is left, and safe text
+    /// comes back unchanged.
+    #[test]
+    fn terminal_safe_leaves_nothing_unsafe() {
+        let mut state = 11u64;
+        for _ in 0..20_000 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let text: String = (0..(state >> 59))
+                .filter_map(|i| {
+                    let r = (state.rotate_left(i as u32 * 9) >> 44) as u32;
+                    // Mostly the interesting ranges: C0, C1, bidi, then anything.
+                    char::from_u32(match r % 4 {
+                        0 => r % 0x20,
+                        1 => 0x80 + r % 0x20,
+                        2 => 0x2000 + r % 0x70,
+                        _ => r % 0x3000,
+                    })
+                })
+                .collect();
+            let safe = terminal_safe(&text);
+            assert!(
+                !safe.chars().any(unsafe_for_terminal),
+                "{text:?} -> {safe:?}"
+            );
+            if !text.chars().any(unsafe_for_terminal) {
+                assert_eq!(safe, text);
+            }
+        }
+    }
+
+    #[test]
+    fn table_neutralises_bidi_controls_in_every_cell() {
+        let mut v = verdict();
+        v.id = "web\u{202e}gol.exe:3".into();
+        v.tactic = Some("Exec\u{1b}[31mution".into());
+        let mut out = Vec::new();
+        let mut w = VerdictWriter::new(&mut out, Format::Table);
+        w.write(&v).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains('\u{202e}') && !text.contains('\u{1b}'),
+            "{text:?}"
+        );
+        assert!(text.contains("web\\u{202e}gol"), "{text}");
+    }
+
+    #[test]
+    fn csv_defuses_every_formula_start() {
+        for (cell, want) in [
+            ("=1+1", "'=1+1"),
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "\"'\r=1\""),
+            ("ok=1", "ok=1"),
+        ] {
+            assert_eq!(csv_cell(cell), want, "{cell:?}");
+        }
+    }
+
+    /// Counts `write` calls, as a pipe would see them.
+    struct Writes(Vec<Vec<u8>>);
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Regression: JSON lines over about 1 KB reached the output in several writes.
+    #[test]
+    fn each_jsonl_verdict_is_one_write_of_the_whole_line() {
+        let mut w = VerdictWriter::new(Writes(Vec::new()), Format::Jsonl);
+        for i in 0..3 {
+            let mut v = verdict();
+            v.input = format!("{i}{}", "x".repeat(100_000));
+            w.write(&v).unwrap();
+        }
+        let writes = &w.out.0;
+        assert_eq!(writes.len(), 3);
+        for line in writes {
+            assert!(line.len() > 100_000 && line.ends_with(b"\n"));
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            assert_eq!(v["technique_id"], "T1059.007");
+        }
     }
 }

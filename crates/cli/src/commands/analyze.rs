@@ -1,13 +1,15 @@
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::ValueEnum;
 use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
-use opensoc_ingest::{GroupingConfig, Intake, IntakeConfig, Source, Timeout};
-use opensoc_report::{Format, VerdictWriter};
+use opensoc_ingest::{Entry, GroupingConfig, Intake, IntakeConfig, Source, Stats, Timeout};
+use opensoc_report::{terminal_safe, Format, VerdictWriter};
 
 use super::{
     load_model, prepare_for_analysis, progress_bar, AdapterArgs, TechniqueArgs, TriageArgs, Weights,
@@ -71,9 +73,19 @@ pub struct Args {
     /// Mark verdicts less confident than this (0-1) as `needs_review`.
     #[arg(long, value_name = "P")]
     min_confidence: Option<f32>,
-    /// Print intake counters at the end.
+    /// Print the counters (received, parsed, grouped, queued, analysed, dropped...) on
+    /// stderr every `--stats-every` seconds and at the end. They are always printed when
+    /// SIGINT or SIGTERM stops the run.
     #[arg(long)]
     stats: bool,
+    /// Seconds between two `--stats` prints while running.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    stats_every: u64,
+    /// Entries waiting for the model, at most. When syslog arrives faster than the model
+    /// analyses, a full queue drops benign-looking messages first and never a suspicious
+    /// one in favour of a benign one (counted in `dropped`); files and stdin wait instead.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    queue: usize,
     /// No progress bar or summary on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -106,6 +118,7 @@ fn intake_config(args: &Args) -> IntakeConfig {
     let mut cfg = IntakeConfig::new(sources);
     cfg.blocks = args.blocks;
     cfg.follow = args.follow;
+    cfg.queue_capacity = args.queue.max(1);
     if args.no_group {
         cfg.grouping = GroupingConfig::disabled();
     }
@@ -115,9 +128,97 @@ fn intake_config(args: &Args) -> IntakeConfig {
 /// How long a batch waits for one more entry before it runs without it.
 const BATCH_WAIT: Duration = Duration::from_millis(20);
 
+/// How often the main loop looks at the stop flag and the stats timer while idle.
+const TICK: Duration = Duration::from_millis(200);
+
+/// How long the intake may take to flush and count what it holds after a stop.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// SIGINT, SIGTERM (and SIGHUP) set the returned flag: the run finishes the batch in
+/// progress, prints the counters and exits. A second signal exits at once (code 130).
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::TERM_SIGNALS;
+    use signal_hook::flag;
+    let stop = Arc::new(AtomicBool::new(false));
+    for &sig in TERM_SIGNALS {
+        // Registered first, so it sees the flag as the previous signal left it.
+        flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("installing the signal handlers")?;
+        flag::register(sig, stop.clone()).context("installing the signal handlers")?;
+    }
+    Ok(stop)
+}
+
+/// What the model did with the entries it was given.
+#[derive(Default)]
+struct Tally {
+    analysed: u64,
+    /// Events behind the analysed entries (an incident counts all of its events).
+    analysed_events: u64,
+    failed: u64,
+    failed_events: u64,
+    /// Analysed entries that the fast path decided without the model.
+    fast_path: u64,
+}
+
+fn counters_line(stats: &Stats, tally: &Tally) -> String {
+    format!(
+        "intake: {stats}; analysed {} entries ({} events; {} by the fast path), failed {} ({} events)",
+        tally.analysed, tally.analysed_events, tally.fast_path, tally.failed, tally.failed_events
+    )
+}
+
+/// The next entry, waiting in short ticks so that signals and the stats timer are seen.
+/// `None` when the intake has ended or a stop was asked.
+fn next_entry(intake: &Intake, stop: &AtomicBool, mut on_tick: impl FnMut()) -> Option<Entry> {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        match intake.next_timeout(TICK) {
+            Ok(entry) => return entry,
+            Err(Timeout) => on_tick(),
+        }
+    }
+}
+
 pub fn run(args: Args) -> Result<Outcome> {
+    let stop = stop_on_signals()?;
     // Open the inputs first: a typo in a path should not wait for the model to load.
-    let mut intake = Intake::start(intake_config(&args))?;
+    let intake = Intake::start(intake_config(&args))?;
+    let live = args.follow || !intake.listeners().is_empty();
+    if !args.quiet {
+        for (source, addr) in intake.listeners() {
+            let proto = match source {
+                Source::SyslogTcp(_) => "tcp",
+                _ => "udp",
+            };
+            eprintln!("Listening for syslog on {proto}://{addr}");
+        }
+    }
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    let stats_every = Duration::from_secs(args.stats_every.max(1));
+    let mut last_stats = Instant::now();
+    let mut print_stats = |intake: &Intake, tally: &Tally| {
+        if args.stats && last_stats.elapsed() >= stats_every {
+            last_stats = Instant::now();
+            eprintln!("{}", counters_line(&intake.stats(), tally));
+        }
+    };
+
+    // Finite input: wait for the first entry before loading the model, so that an empty
+    // or wholly skipped input costs no model load. A live source must not wait for the
+    // model after its first message, so the model loads at once (the intake queues
+    // meanwhile).
+    let mut first = None;
+    if !live {
+        first = next_entry(&intake, &stop, || print_stats(&intake, &tally));
+        if first.is_none() {
+            return finish(&args, &intake, &tally, &stop, started);
+        }
+    }
+
     let adapter = args.adapter.select(args.model.as_deref())?;
     let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
     prepare_for_analysis(&mut model, !args.unconstrained);
@@ -150,17 +251,20 @@ pub fn run(args: Args) -> Result<Outcome> {
 
     let progress = progress_bar(None, args.quiet);
 
-    let started = Instant::now();
-    let (mut analysed, mut failed, mut fast) = (0usize, 0usize, 0usize);
     let batch_size = args.batch.max(1);
     let mut ended = false;
     while !ended {
-        let Some(first) = intake.next() else { break };
-        let mut entries = vec![(first.id, first.text)];
+        let next = first.take().or_else(|| {
+            next_entry(&intake, &stop, || {
+                progress.suspend(|| print_stats(&intake, &tally))
+            })
+        });
+        let Some(first_entry) = next else { break };
+        let mut batch = vec![first_entry];
         // Join what is queued, waiting only briefly: a quiet stream is not held back.
-        while entries.len() < batch_size {
+        while batch.len() < batch_size && !stop.load(Ordering::Relaxed) {
             match intake.next_timeout(BATCH_WAIT) {
-                Ok(Some(entry)) => entries.push((entry.id, entry.text)),
+                Ok(Some(entry)) => batch.push(entry),
                 Ok(None) => {
                     ended = true;
                     break;
@@ -168,48 +272,82 @@ pub fn run(args: Args) -> Result<Outcome> {
                 Err(Timeout) => break,
             }
         }
-        progress.set_message(entries[0].0.clone());
-        for result in analyzer.analyze_batch(&entries) {
+        let entries: Vec<(String, String)> = batch
+            .iter()
+            .map(|e| (e.id.clone(), e.text.clone()))
+            .collect();
+        progress.set_message(terminal_safe(&batch[0].id).into_owned());
+        // A signal arriving now lets this batch finish: its verdicts are written below.
+        for (result, entry) in analyzer.analyze_batch(&entries).into_iter().zip(&batch) {
             match result {
-                Ok(verdict) => {
+                Ok(mut verdict) => {
+                    if entry.cut_bytes > 0 {
+                        verdict.warnings.insert(
+                            0,
+                            format!(
+                                "input cut at intake: {} bytes removed from the middle of the record",
+                                entry.cut_bytes
+                            ),
+                        );
+                    }
                     progress.suspend(|| {
                         for w in &verdict.warnings {
                             tracing::warn!(id = %verdict.id, "{w}");
                         }
                         writer.write(&verdict)
                     })?;
-                    analysed += 1;
-                    fast += usize::from(verdict.decided_by.as_deref() == Some("fast-path"));
+                    tally.analysed += 1;
+                    tally.analysed_events += entry.events as u64;
+                    tally.fast_path +=
+                        u64::from(verdict.decided_by.as_deref() == Some("fast-path"));
                 }
                 Err(err) => {
                     progress.suspend(|| tracing::warn!("{err}"));
-                    failed += 1;
+                    tally.failed += 1;
+                    tally.failed_events += entry.events as u64;
                 }
             }
             progress.inc(1);
         }
+        progress.suspend(|| print_stats(&intake, &tally));
     }
     writer.finish()?;
     progress.finish_and_clear();
+    finish(&args, &intake, &tally, &stop, started)
+}
 
-    let stats = intake.stats();
+/// Stops the intake, accounts for what it still held, prints the summary and counters,
+/// and maps what was lost to the outcome.
+fn finish(
+    args: &Args,
+    intake: &Intake,
+    tally: &Tally,
+    stop: &AtomicBool,
+    started: Instant,
+) -> Result<Outcome> {
+    let stopped = stop.load(Ordering::Relaxed);
+    let stats = intake.stop(STOP_GRACE);
     if !args.quiet {
         let secs = started.elapsed().as_secs_f64();
+        if stopped {
+            eprintln!(
+                "Stopped by a signal after the batch in progress; {} events received but not analysed.",
+                stats.abandoned
+            );
+        }
         eprintln!(
-            "{analysed} entries analysed ({fast} decided by the fast path), {failed} failed, in {secs:.1} s ({:.1} entries/min)",
-            analysed as f64 * 60.0 / secs.max(1e-9)
+            "{} entries analysed ({} decided by the fast path), {} failed, in {secs:.1} s ({:.1} entries/min)",
+            tally.analysed,
+            tally.fast_path,
+            tally.failed,
+            tally.analysed as f64 * 60.0 / secs.max(1e-9)
         );
     }
-    if args.stats {
-        eprintln!("intake: {stats}");
+    if args.stats || stopped {
+        eprintln!("{}", counters_line(&stats, tally));
     }
     std::io::stderr().flush().ok();
-    if failed > 0
-        || stats.skipped > 0
-        || stats.malformed > 0
-        || stats.unreadable > 0
-        || stats.dropped > 0
-    {
+    if tally.failed > 0 || stats.lost_anything() {
         Ok(Outcome::Partial)
     } else {
         Ok(Outcome::Ok)
