@@ -16,10 +16,11 @@ take() { # git dir, commit, path in repo, destination under here
     git -C "$1" show "$2:$3" > "$here/$4"
 }
 
-# OCSF: the Detection Finding class, its parents, the dictionary, and the objects a
-# Detection Finding written by OpenSOC can contain (with the objects they extend).
+# OCSF: the Detection Finding class, its parents, the dictionary, the Security Control
+# profile OpenSOC applies, and the objects a Detection Finding written by OpenSOC can
+# contain (with the objects they extend).
 for f in LICENSE version.json categories.json dictionary.json \
-    events/base_event.json events/findings/finding.json events/findings/detection_finding.json \
+    events/base_event.json events/findings/finding.json events/findings/detection_finding.json profiles/security_control.json \
     objects/object.json objects/_entity.json objects/finding_info.json objects/attack.json \
     objects/tactic.json objects/technique.json objects/sub_technique.json \
     objects/metadata.json objects/product.json objects/evidences.json \
