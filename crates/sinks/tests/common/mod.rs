@@ -122,7 +122,7 @@ pub fn hostile() -> Verdict {
     let nasty = "a|b\\c=d\"e]f\ng\rh\u{0}<!channel>&\u{1b}[31m";
     let mut v = full(
         "evil|log=1\\.log:1",
-        &format!("Nov 12 09:20:01 web01 sshd[1]: Failed password for {nasty} from 198.51.100.9 port 1 ssh2\n{nasty}"),
+        &format!("Nov 12 09:20:01 web01 sshd[1]: Failed password for root from 198.51.100.9 port 1 ssh2 {nasty}\n{nasty}"),
         nasty,
         nasty,
         "T1059.004",
