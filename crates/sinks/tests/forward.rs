@@ -189,13 +189,13 @@ fn syslog_what_cannot_be_sent_in_the_drain_time_is_counted_unsent() {
     assert_eq!((stats.sent, stats.unsent, stats.dropped), (0, 2, 0));
 }
 
+/// A request the webhook receiver saw: request line, content type, JSON body.
+type Request = (String, String, Value);
+
 /// A webhook receiver answering each request with the next status of `statuses`
 /// (200 once they run out); returns the requests it saw as (request line, content
 /// type, body).
-fn http_server(
-    statuses: Vec<u16>,
-    requests: usize,
-) -> (String, thread::JoinHandle<Vec<(String, String, Value)>>) {
+fn http_server(statuses: Vec<u16>, requests: usize) -> (String, thread::JoinHandle<Vec<Request>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!(
         "http://{}/hooks/secret-token",

@@ -335,11 +335,14 @@ fn the_exported_layer_follows_the_format() {
     }
 }
 
+/// A named way of breaking a valid document.
+type Breaker = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn the_validator_rejects_broken_layers() {
     let spec = load_spec();
     let good = layer();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Breaker)> = vec![
         (
             "$.name: required",
             Box::new(|l| {

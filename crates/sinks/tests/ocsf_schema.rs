@@ -418,11 +418,14 @@ fn the_resolved_class_is_the_real_one() {
     assert!(!plain.attrs.contains_key("disposition_id"));
 }
 
+/// A named way of breaking a valid document.
+type Breaker = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn the_validator_rejects_broken_findings() {
     let schema = Schema::load();
     let good = findings().swap_remove(1);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Breaker)> = vec![
         (
             "$.finding_info.uid: required",
             Box::new(|e| {
