@@ -35,6 +35,8 @@ enum Command {
     Attack(commands::attack::Args),
     /// Measure engine speed (prefill, decode, batched decode) and entries per minute.
     Bench(commands::bench::Args),
+    /// Export verdicts for other tools: an ATT&CK Navigator layer.
+    Export(commands::export::Args),
 }
 
 /// candle works its default thread count out anew on every call (on Linux from
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Attack(args) => commands::attack::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Export(args) => commands::export::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@ pub mod analyze;
 pub mod attack;
 pub mod bench;
 pub mod eval;
+pub mod export;
 pub mod models;
 pub mod train;
 
