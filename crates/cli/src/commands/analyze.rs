@@ -146,8 +146,10 @@ pub fn run(args: Args) -> Result<Outcome> {
     )?;
 
     let stdout = std::io::stdout();
-    let siem = |format| -> Box<dyn VerdictSink> { Box::new(SiemWriter::new(stdout.lock(), format)) };
-    let report = |format| -> Box<dyn VerdictSink> { Box::new(VerdictWriter::new(stdout.lock(), format)) };
+    let siem =
+        |format| -> Box<dyn VerdictSink> { Box::new(SiemWriter::new(stdout.lock(), format)) };
+    let report =
+        |format| -> Box<dyn VerdictSink> { Box::new(VerdictWriter::new(stdout.lock(), format)) };
     let primary = match args.format {
         Some(OutputFormat::Jsonl) => report(Format::Jsonl),
         Some(OutputFormat::Table) => report(Format::Table),

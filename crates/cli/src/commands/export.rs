@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -39,7 +39,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     }
 }
 
-fn navigator(from: &PathBuf, out: Option<&PathBuf>, name: &str) -> Result<Outcome> {
+fn navigator(from: &Path, out: Option<&PathBuf>, name: &str) -> Result<Outcome> {
     let path = from.display().to_string();
     let reader: Box<dyn BufRead> = if path == "-" {
         Box::new(io::stdin().lock())
@@ -72,5 +72,9 @@ fn navigator(from: &PathBuf, out: Option<&PathBuf>, name: &str) -> Result<Outcom
     eprintln!(
         "{added} alerts in the layer; skipped {not_alerts} informational, {unknown} without a known technique, {bad} unreadable lines"
     );
-    Ok(if bad > 0 { Outcome::Partial } else { Outcome::Ok })
+    Ok(if bad > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Ok
+    })
 }
