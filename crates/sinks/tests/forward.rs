@@ -363,3 +363,35 @@ fn a_receiver_that_never_reads_cannot_block_the_sender() {
         "{stats:?}"
     );
 }
+
+#[test]
+fn a_forwarder_dropped_without_finish_still_drains_its_queue() {
+    // No receiver yet: the verdicts wait in the queue when the forwarder is dropped.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let f = Forwarder::start(syslog_target(addr), config()).unwrap();
+    for n in 1..=3 {
+        send(&f, n);
+    }
+    wait_for("a failed connection attempt", || f.stats().retries >= 1);
+    let dropper = thread::spawn(move || drop(f));
+    thread::sleep(Duration::from_millis(100));
+    let listener = TcpListener::bind(addr).unwrap();
+    // Bounded: a forwarder that gave up at drop would never connect.
+    listener.set_nonblocking(true).unwrap();
+    let mut conn = None;
+    wait_for("the dropped forwarder to connect", || {
+        conn = listener.accept().ok().map(|(c, _)| c);
+        conn.is_some()
+    });
+    let conn = conn.unwrap();
+    conn.set_nonblocking(false).unwrap();
+    let mut r = BufReader::new(conn);
+    let got: Vec<String> = (0..3)
+        .map(|_| verdict_id(&read_frame(&mut r).unwrap()))
+        .collect();
+    assert_eq!(got, ["auth.log:1", "auth.log:2", "auth.log:3"]);
+    dropper.join().unwrap();
+}

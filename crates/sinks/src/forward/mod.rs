@@ -329,9 +329,15 @@ impl Forwarder {
 }
 
 impl Drop for Forwarder {
+    /// Dropped without [`Forwarder::finish`] (the primary output failed, say): what is
+    /// queued still gets the drain time, and losses are still reported.
     fn drop(&mut self) {
         if self.worker.is_some() {
-            self.stop(Duration::ZERO);
+            self.stop(self.drain_timeout);
+            let stats = self.stats();
+            if stats.dropped + stats.failed + stats.unsent > 0 {
+                tracing::warn!(target = %self.target, "Forwarding: {stats}");
+            }
         }
     }
 }
@@ -464,15 +470,16 @@ impl<'a> Outputs<'a> {
 }
 
 impl VerdictSink for Outputs<'_> {
+    /// Forwards first: a failing standard output (a closed pipe) does not keep the
+    /// verdict from the SIEM.
     fn write(&mut self, verdict: &Verdict) -> Result<(), SinkError> {
-        self.primary.write(verdict)?;
         if !self.forwarders.is_empty() {
             let alert = Alert::now(verdict);
             for f in &self.forwarders {
                 f.send(&alert);
             }
         }
-        Ok(())
+        self.primary.write(verdict)
     }
 
     /// Finishes the primary output, then drains the forwarders and reports their counts
