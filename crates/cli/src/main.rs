@@ -38,6 +38,8 @@ enum Command {
     Bench(commands::bench::Args),
     /// Build the labelled training corpus from the pinned public sources (docs/DATA.md).
     Corpus(commands::corpus::Args),
+    /// Export verdicts for other tools: an ATT&CK Navigator layer.
+    Export(commands::export::Args),
 }
 
 /// candle works its default thread count out anew on every call (on Linux from
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Attack(args) => commands::attack::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Corpus(args) => commands::corpus::run(args),
+        Command::Export(args) => commands::export::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

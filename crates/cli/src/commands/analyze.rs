@@ -10,6 +10,7 @@ use clap::ValueEnum;
 use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
 use opensoc_ingest::{Entry, GroupingConfig, Intake, IntakeConfig, Source, Stats, Timeout};
 use opensoc_report::{terminal_safe, Format, VerdictWriter};
+use opensoc_sinks::{ForwardConfig, ForwardTarget, Outputs, SiemFormat, SiemWriter, VerdictSink};
 
 use super::{
     load_model, prepare_for_analysis, progress_bar, AdapterArgs, TechniqueArgs, TriageArgs, Weights,
@@ -45,9 +46,15 @@ pub struct Args {
     /// In-memory format of GGUF weights.
     #[arg(long, value_enum, default_value_t = Weights::Mixed)]
     weights: Weights,
-    /// Output format (default: table on a terminal, jsonl otherwise).
+    /// Output format (default: table on a terminal, jsonl otherwise); ecs, ocsf and cef
+    /// are SIEM events, one per line (docs/SIEM.md).
     #[arg(long, value_enum)]
     format: Option<OutputFormat>,
+    /// Also send each verdict to `syslog+tcp://HOST:PORT[?format=cef|ecs|ocsf|jsonl]`
+    /// (RFC 5424, octet counting) or `webhook=URL` (JSON POST with a Slack/Teams `text`);
+    /// repeatable. A bounded queue per target; drops are counted (docs/SIEM.md).
+    #[arg(long, value_name = "TARGET")]
+    forward: Vec<ForwardTarget>,
     /// Most tokens generated per entry.
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
@@ -96,6 +103,12 @@ enum OutputFormat {
     Jsonl,
     Table,
     Csv,
+    /// Elastic Common Schema JSON.
+    Ecs,
+    /// OCSF Detection Finding JSON.
+    Ocsf,
+    /// ArcSight CEF.
+    Cef,
 }
 
 fn intake_config(args: &Args) -> IntakeConfig {
@@ -240,14 +253,21 @@ pub fn run(args: Args) -> Result<Outcome> {
     )?;
 
     let stdout = std::io::stdout();
-    let format = match args.format {
-        Some(OutputFormat::Jsonl) => Format::Jsonl,
-        Some(OutputFormat::Table) => Format::Table,
-        Some(OutputFormat::Csv) => Format::Csv,
-        None if stdout.is_terminal() => Format::Table,
-        None => Format::Jsonl,
+    let siem =
+        |format| -> Box<dyn VerdictSink> { Box::new(SiemWriter::new(stdout.lock(), format)) };
+    let report =
+        |format| -> Box<dyn VerdictSink> { Box::new(VerdictWriter::new(stdout.lock(), format)) };
+    let primary = match args.format {
+        Some(OutputFormat::Jsonl) => report(Format::Jsonl),
+        Some(OutputFormat::Table) => report(Format::Table),
+        Some(OutputFormat::Csv) => report(Format::Csv),
+        Some(OutputFormat::Ecs) => siem(SiemFormat::Ecs),
+        Some(OutputFormat::Ocsf) => siem(SiemFormat::Ocsf),
+        Some(OutputFormat::Cef) => siem(SiemFormat::Cef),
+        None if stdout.is_terminal() => report(Format::Table),
+        None => report(Format::Jsonl),
     };
-    let mut writer = VerdictWriter::new(stdout.lock(), format);
+    let mut writer = Outputs::new(primary, &args.forward, &ForwardConfig::default())?;
 
     let progress = progress_bar(None, args.quiet);
 

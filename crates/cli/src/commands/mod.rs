@@ -3,6 +3,7 @@ pub mod attack;
 pub mod bench;
 pub mod corpus;
 pub mod eval;
+pub mod export;
 pub mod models;
 pub mod train;
 
