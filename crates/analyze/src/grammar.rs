@@ -868,7 +868,7 @@ mod tests {
             }
 
             let mut d = decoder(&model, &direct, &prompt);
-            let (value, p) = d.choose_beam(&choice, values.len()).unwrap();
+            let (value, p) = d.choose_beam(&choice, values.len(), &|_| true).unwrap();
             assert_eq!(value, best, "{prompt:?}: {scores:?}");
             // Lines that could not win may be pruned: the share is at least the exact one.
             assert!(p >= share - 1e-4 && p <= 1.0 + 1e-6, "{p} vs {share}");
