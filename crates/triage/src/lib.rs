@@ -190,8 +190,20 @@ impl Triage {
                 }
             };
             if !payload.is_empty() {
+                // A file named in a command is the command's argument (`;cat /etc/shadow`
+                // is command injection); a file reached by `../` is a traversal.
+                let has = |c: Class| payload.iter().any(|s| s.class == c);
+                let command = has(Class::CommandInjection) || has(Class::MaliciousCommand);
+                let dotdot = has(Class::PathTraversal);
                 for s in &payload {
-                    add(s.class.categories());
+                    let subsumed = match s.class {
+                        Class::FileInclusion => command || dotdot,
+                        Class::PathTraversal => command,
+                        _ => false,
+                    };
+                    if !subsumed {
+                        add(s.class.categories());
+                    }
                 }
                 // libinjection alone also flags some ordinary text (quoted search
                 // terms, lists of numbers): the model may still call those benign.

@@ -73,8 +73,10 @@ impl Class {
             Class::Sqli => &["SQL INJECTION"],
             Class::Xss => &["XSS"],
             Class::CommandInjection => &["COMMAND INJECTION"],
-            // The paper's labels call `?page=../../etc/passwd` either; the model chooses.
-            Class::PathTraversal | Class::FileInclusion => &["PATH TRAVERSAL", "LFI"],
+            // Labels (the paper's and the corpus's) call `../` traversal; a file target
+            // without it is an inclusion or a traversal by other means.
+            Class::PathTraversal => &["PATH TRAVERSAL"],
+            Class::FileInclusion => &["LFI", "PATH TRAVERSAL"],
             Class::MaliciousCommand => &["COMMAND INJECTION", "MALWARE C2"],
             Class::Scanner | Class::Probe => &["RECONNAISSANCE"],
             Class::LargeResponse => &["DATA EXFILTRATION"],
@@ -216,14 +218,14 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "cmd-separator",
         Class::CommandInjection,
         VALUES,
-        r"(;|\||&&|`|\$\(|\n) ?(whoami|uname|pwd|wget|curl|nc|ncat|netcat|bash|sh|zsh|python\d?|perl|php|ruby|nslookup|chmod|ifconfig|ipconfig|tftp|busybox|powershell|cmd|whoami\.exe|certutil|vim?|gcc|c89|c99|irb|nohup|strace|xterm|telnet|base64|xxd|killall|pkill|nmap)\b|(;|\||&&|`|\$\(|\n) ?/(usr/)?(local/)?s?bin/\w",
+        r"(;|\||&&|`|\$\(|\n) ?(whoami|uname|pwd|wget|curl|nc|ncat|netcat|bash|sh|zsh|python\d?|perl|php|ruby|nslookup|chmod|ifconfig|ipconfig|tftp|busybox|powershell|cmd|whoami\.exe|certutil|vim?|gcc|c89|c99|irb|nohup|strace|xterm|telnet|xxd|killall|pkill|nmap)\b|(;|\||&&|`|\$\(|\n) ?/(usr/)?(local/)?s?bin/\w",
     ),
     // Words that are also English need a shell-like argument or the value's end.
     (
         "cmd-separator-args",
         Class::CommandInjection,
         VALUES,
-        r"(;|\||&&|`|\$\(|\n) ?(id|cat|ls|echo|ping|sleep|rm|dir|type|set|env|net|find|head|tail|time|timeout|nice|ex|sc|reg|kill|ssh|awk|sed|grep|dig|od|cc)( +[-/$.~%]| *$| *[;|&`)])",
+        r"(;|\||&&|`|\$\(|\n) ?(id|cat|ls|echo|ping|sleep|rm|dir|type|set|env|net|find|head|tail|time|timeout|nice|ex|sc|reg|kill|ssh|awk|sed|grep|dig|od|cc|base64)( +[-/$.~%]| *$| *[;|&`)])",
     ),
     (
         "cmd-shell-path",
