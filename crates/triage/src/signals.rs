@@ -481,11 +481,12 @@ impl Detector<'_> {
         text: &str,
         decoded: bool,
     ) {
-        // One signal per rule and span is enough.
+        // One signal per rule and place is enough: a value inside the whole query string
+        // that fired already says the same.
         if self
             .out
             .iter()
-            .any(|s| s.rule == rule && s.start == span.0 && s.end == span.1)
+            .any(|s| s.rule == rule && s.start < span.1 && span.0 < s.end)
         {
             return;
         }
@@ -600,9 +601,9 @@ impl Detector<'_> {
         }
         if let Some(q) = query.filter(|q| !is_placeholder(q)) {
             let q_span = span_of(q);
+            self.query(q, q_span.0);
             // Whole, too: a payload may span `&` (`cmd=&& whoami`).
             self.value(q, q_span, Place::Query);
-            self.query(q, q_span.0);
         }
         for header in ["user_agent", "referer", "cs(Referer)"] {
             if let Some(v) = ev.field(header).filter(|v| !is_placeholder(v)) {
