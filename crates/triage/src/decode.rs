@@ -199,6 +199,14 @@ pub fn canonical(decoded: &str) -> String {
     collapsed
 }
 
+/// `canonical` text with the characters shells ignore inside a word removed (`wh''oami`,
+/// `w\hoami`, `c^md`, `/etc/pa[s]swd`), for the command and file rules.
+pub fn squeezed(canon: &str) -> Option<String> {
+    canon
+        .contains(['\'', '"', '\\', '^', '[', ']'])
+        .then(|| canon.replace(['\'', '"', '\\', '^', '[', ']'], ""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,12 +246,4 @@ mod tests {
         assert_eq!(canonical("a/*unterminated"), "a ");
         assert_eq!(canonical("x \r\n\n id"), "x\nid");
     }
-}
-
-/// `canonical` text with the characters shells ignore inside a word removed (`wh''oami`,
-/// `w\hoami`, `c^md`, `/etc/pa[s]swd`), for the command and file rules.
-pub fn squeezed(canon: &str) -> Option<String> {
-    canon
-        .contains(['\'', '"', '\\', '^', '[', ']'])
-        .then(|| canon.replace(['\'', '"', '\\', '^', '[', ']'], ""))
 }
