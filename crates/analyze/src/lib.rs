@@ -255,12 +255,12 @@ impl Analyzer {
         let Route::FastPath { rule } = &assessment.route else {
             return None;
         };
-        let mut v = Verdict::from_answer(
-            id.to_string(),
-            text.to_string(),
-            String::new(),
-            Answer::default(),
+        // The answer the grammar would write for it, so readers of `raw_output` (the
+        // paper's strict protocol, other tools) see the same verdict.
+        let raw = format!(
+            "THREAT_TYPE: {NO_THREAT_TYPE}\nMITRE_TECHNIQUE: N/A (N/A)\nMITRE_TACTIC: N/A\nSEVERITY: LOW\nRISK_SCORE: 0"
         );
+        let mut v = Verdict::from_answer(id.to_string(), text.to_string(), raw, Answer::default());
         v.threat_type = Some(NO_THREAT_TYPE.to_string());
         v.category = self
             .taxonomy
