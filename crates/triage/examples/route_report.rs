@@ -1,6 +1,7 @@
 //! How triage routes labelled examples: fast-path misses (attacks decided benign), bound
 //! violations (the label's category outside the allowed ones, or "No Threat" forbidden
-//! for a benign example), per label category.
+//! for a benign example), per label category, as a Markdown table on stdout; each
+//! problem entry on stderr.
 //!
 //! `cargo run --release -p opensoc-triage --example route_report -- FILE...`
 //! (Alpaca JSON lists or JSONL with `input` and `output`).
@@ -22,7 +23,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let triage = Triage::builtin();
     let taxonomy = Taxonomy::builtin();
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-    let mut shown = 0;
     for path in std::env::args().skip(1) {
         let text = std::fs::read_to_string(&path)?;
         let records: Vec<serde_json::Value> = match serde_json::from_str(&text) {
@@ -66,8 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     outside || forbidden
                 }
             };
-            if problem && shown < usize::MAX {
-                shown += 1;
+            if problem {
                 let signals: Vec<&str> = a.signals.iter().map(|s| s.rule).collect();
                 eprintln!(
                     "{category}: {:?} {signals:?}\n  {}",
