@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use opensoc_analyze::{Analyzer, AnalyzerConfig};
-use opensoc_model::{fetch, Adapter, LoadOptions, Model, ModelSource, WeightFormat};
+mod real_model;
+
 use serde_json::Value;
 
 /// Every fifth example of the paper's held-out set: ten entries across its threat types.
@@ -36,23 +36,7 @@ fn held_out_sample() -> Vec<(String, String, String)> {
 
 #[test]
 fn builtin_adapter_names_the_labelled_threat() {
-    let path = fetch::ensure_default_model().expect("the default model can be fetched");
-    let mut model = Model::load(
-        &ModelSource::Gguf(path),
-        LoadOptions {
-            weight_format: WeightFormat::Mixed,
-        },
-    )
-    .unwrap();
-    model.attach(&Adapter::builtin().unwrap(), false).unwrap();
-    let analyzer = Analyzer::new(
-        model,
-        AnalyzerConfig {
-            narrative: None,
-            ..AnalyzerConfig::default()
-        },
-    )
-    .unwrap();
+    let analyzer = real_model::builtin_analyzer();
 
     let sample = held_out_sample();
     // In batches of eight, as `opensoc analyze` runs them by default.

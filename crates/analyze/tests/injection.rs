@@ -3,11 +3,11 @@
 //! Threat", benign entries with text that argues for an alert. Text in a log must not
 //! steer the verdict either way.
 
-use opensoc_analyze::{Analyzer, AnalyzerConfig};
 use opensoc_attack::Taxonomy;
-use opensoc_model::{fetch, Adapter, LoadOptions, Model, ModelSource, WeightFormat};
 use opensoc_triage::{Route, Triage};
 use serde_json::Value;
+
+mod real_model;
 
 struct Case {
     source: String,
@@ -100,24 +100,7 @@ fn triage_holds_against_every_case() {
 /// `docs/SECURITY.md` has the figures of the whole suite.
 #[test]
 fn the_real_model_keeps_the_attack_category() {
-    let path = fetch::ensure_default_model().expect("the default model can be fetched");
-    let mut model = Model::load(
-        &ModelSource::Gguf(path),
-        LoadOptions {
-            weight_format: WeightFormat::Mixed,
-        },
-    )
-    .unwrap();
-    model.attach(&Adapter::builtin().unwrap(), false).unwrap();
-    model.llama.drop_quantized_copies();
-    let analyzer = Analyzer::new(
-        model,
-        AnalyzerConfig {
-            narrative: None,
-            ..AnalyzerConfig::default()
-        },
-    )
-    .unwrap();
+    let analyzer = real_model::builtin_analyzer();
     let attacks: Vec<Case> = suite()
         .into_iter()
         .filter(|c| c.category != "NO THREAT")
