@@ -12,7 +12,7 @@ use opensoc_model::{Kernels, KvCache, Model, ModelError};
 use opensoc_verdict::{Answer, Severity};
 
 use crate::batch::{Direct, Step};
-use opensoc_triage::Bounds;
+use opensoc_triage::{Bounds, Outcome};
 
 /// Prefix tree over the token sequences of a field's complete lines.
 #[derive(Debug, Default)]
@@ -109,6 +109,11 @@ pub struct Grammar {
     technique_follows_type: bool,
     /// Per threat type (by value index): its taxonomy category.
     type_categories: Vec<String>,
+    /// Per threat type (by value index): the severity the taxonomy assigns it (an index
+    /// into `severity`), and the one it assigns when the attack succeeded.
+    type_severities: Vec<(Option<usize>, Option<usize>)>,
+    /// Write the type's severity instead of letting the model choose one.
+    severity_follows_type: bool,
 }
 
 /// The category of "No Threat Detected": a benign verdict.
@@ -206,6 +211,20 @@ impl Grammar {
             .iter()
             .map(|t| taxonomy.category_of(t).unwrap_or_default().to_string())
             .collect();
+        let severity_index = |s: Option<&String>| {
+            let s = s?.parse::<Severity>().ok()?;
+            Severity::ALL.iter().position(|x| *x == s)
+        };
+        let type_severities = threat_types
+            .iter()
+            .map(|t| match taxonomy.fine_type(t) {
+                Some(f) => (
+                    severity_index(f.severity.as_ref()),
+                    severity_index(f.severity_if_succeeded.as_ref()),
+                ),
+                None => (None, None),
+            })
+            .collect();
         let mut tactics = BTreeMap::new();
         for v in &technique_values {
             if !tactics.contains_key(&v.tactics) {
@@ -252,7 +271,19 @@ impl Grammar {
             type_techniques,
             technique_follows_type: true,
             type_categories,
+            type_severities,
+            severity_follows_type: true,
         })
+    }
+
+    /// Whether the severity follows the chosen threat type (the default): the taxonomy's
+    /// severity of the type, or its `severity_if_succeeded` when the records show the
+    /// attack succeeding. Severity is then a documented policy, as a rule engine's level
+    /// is, and the model chooses it only for types the taxonomy gives none. `false` lets
+    /// the model choose it for every type.
+    pub fn with_severity_following_type(mut self, follow: bool) -> Grammar {
+        self.severity_follows_type = follow;
+        self
     }
 
     /// Whether the technique line follows the chosen threat type (the default): a type
@@ -688,6 +719,7 @@ pub(crate) fn decode_via(
                 .is_none_or(|c| c.contains(&category))
     };
     let (t, p) = d.choose_among(&grammar.threat_type, &type_allowed)?;
+    let type_index = t;
     conf.threat_type = p;
     let threat_type = grammar.threat_type.values[t].clone();
     let benign = grammar.type_categories[t] == BENIGN_CATEGORY;
@@ -723,8 +755,25 @@ pub(crate) fn decode_via(
     conf.tactic = p;
     let tactic = tactic_choice.values[t].clone();
     let low = |v: usize| grammar.severity.values[v] == Severity::Low.as_str();
-    let (t, p) = d.choose_among(&grammar.severity, &|v| !benign || low(v))?;
-    conf.severity = p;
+    let policy = grammar
+        .type_severities
+        .get(type_index)
+        .filter(|_| grammar.severity_follows_type && !benign)
+        .and_then(|&(base, succeeded)| match bounds.outcome {
+            Outcome::Succeeded => succeeded.or(base),
+            _ => base,
+        });
+    let severity_allowed = |v: usize| match policy {
+        Some(i) => v == i,
+        None => !benign || low(v),
+    };
+    let (t, p) = d.choose_among(&grammar.severity, &severity_allowed)?;
+    // A policy severity is as certain as the type it follows.
+    conf.severity = if policy.is_some() {
+        conf.threat_type
+    } else {
+        p
+    };
     let severity = grammar.severity.values[t].parse::<Severity>().ok();
     // Risk score values are the numbers 0-100 in order.
     let risk_allowed = |v: usize| {

@@ -43,6 +43,9 @@ pub struct AnalyzerConfig {
     /// Under the grammar: the technique is the one the taxonomy assigns the chosen threat
     /// type, where it assigns one; `false` lets the model choose it for every type.
     pub technique_follows_type: bool,
+    /// Under the grammar: the severity is the one the taxonomy assigns the chosen threat
+    /// type (and the outcome the records show), where it assigns one.
+    pub severity_follows_type: bool,
     /// Detectors and the benign fast path, before the model.
     pub triage: Triage,
     /// Under the grammar: keep the verdict within what the detector signals allow (a
@@ -62,6 +65,7 @@ impl Default for AnalyzerConfig {
             min_confidence: None,
             technique_beam: 1,
             technique_follows_type: true,
+            severity_follows_type: true,
             triage: Triage::builtin(),
             signal_bounds: true,
         }
@@ -97,7 +101,8 @@ impl Analyzer {
             Some(
                 Grammar::new(&model, taxonomy, Catalog::enterprise())?
                     .with_technique_beam(config.technique_beam)
-                    .with_technique_following_type(config.technique_follows_type),
+                    .with_technique_following_type(config.technique_follows_type)
+                    .with_severity_following_type(config.severity_follows_type),
             )
         } else {
             None

@@ -7,7 +7,7 @@ mod common;
 use opensoc_analyze::{decode, Analyzer, AnalyzerConfig, Grammar, NarrativeLimits};
 use opensoc_attack::{Catalog, Taxonomy, TechniqueId};
 use opensoc_model::Model;
-use opensoc_triage::Bounds;
+use opensoc_triage::{Bounds, Outcome};
 use opensoc_verdict::parse_answer;
 
 fn tiny(seed: u64, dir: &std::path::Path) -> Model {
@@ -319,27 +319,47 @@ fn verdicts_stay_within_bounds_and_benign_verdicts_are_consistent() {
         Bounds {
             categories: Some(vec!["NO THREAT"]),
             benign_allowed: true,
+            outcome: Outcome::Unknown,
         },
         Bounds {
             categories: None,
             benign_allowed: false,
+            outcome: Outcome::Failed,
         },
         Bounds {
             categories: Some(vec!["SQL INJECTION", "NO THREAT"]),
             benign_allowed: true,
+            outcome: Outcome::Succeeded,
         },
         Bounds {
             categories: Some(vec!["PATH TRAVERSAL", "LFI"]),
             benign_allowed: false,
+            outcome: Outcome::Succeeded,
+        },
+        Bounds {
+            categories: Some(vec!["PATH TRAVERSAL", "LFI", "BRUTE FORCE"]),
+            benign_allowed: false,
+            outcome: Outcome::Failed,
         },
     ];
+    // The severity the taxonomy's policy gives a threat type under an outcome.
+    let policy = |fine: &str, outcome: Outcome| {
+        let f = taxonomy.fine_type(fine).unwrap();
+        let s = match outcome {
+            Outcome::Succeeded => f.severity_if_succeeded.as_ref().or(f.severity.as_ref()),
+            _ => f.severity.as_ref(),
+        };
+        s.unwrap().parse::<opensoc_verdict::Severity>().unwrap()
+    };
+    let mut raised = 0;
     let (mut benign, mut threats) = (0, 0);
     for seed in 40..46 {
         let model = tiny(seed, dir.path());
         for free in [false, true] {
             let grammar = Grammar::new(&model, taxonomy, catalog)
                 .unwrap()
-                .with_technique_following_type(!free);
+                .with_technique_following_type(!free)
+                .with_severity_following_type(!free);
             let prompt = model
                 .tokenizer
                 .encode_prompt(&format!("### Input:\nline {seed}\n\n### Response:\n"))
@@ -381,13 +401,21 @@ fn verdicts_stay_within_bounds_and_benign_verdicts_are_consistent() {
                     threats += 1;
                     assert!(a.technique_id.is_some(), "{}", out.text);
                     assert!(a.risk_score.unwrap() > 0, "{}", out.text);
+                    let fine = a.threat_type.as_deref().unwrap();
+                    if !free {
+                        assert_eq!(a.severity, Some(policy(fine, b.outcome)), "{}", out.text);
+                        raised +=
+                            usize::from(policy(fine, b.outcome) != policy(fine, Outcome::Failed));
+                    }
                 }
             }
         }
     }
-    // Both kinds were seen, so both rules were exercised.
+    // Both kinds were seen, so both rules were exercised; and some success raised a
+    // severity.
     assert!(
         benign >= 12 && threats >= 24,
         "{benign} benign, {threats} threats"
     );
+    assert!(raised > 0, "no severity raised by a success");
 }

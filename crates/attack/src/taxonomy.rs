@@ -32,6 +32,10 @@ pub struct FineType {
     /// Severity as written in training: `CRITICAL`, `HIGH`, `MEDIUM` or `LOW`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
+    /// Severity instead of `severity` when the attack evidently succeeded (the server
+    /// answered the attack request with 2xx; a login succeeded after failures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity_if_succeeded: Option<String>,
 }
 
 impl FineType {
@@ -335,15 +339,18 @@ mod tests {
 
     /// The `output` blocks of the training split, or `None` (with a note) when the
     /// dataset is not checked out beside the repository.
-    fn training_outputs() -> Option<Vec<String>> {
+    /// (input, output) of every training record.
+    fn training_records() -> Option<Vec<(String, String)>> {
         let Ok(text) = std::fs::read_to_string(TRAIN_JSON) else {
             eprintln!("note: {TRAIN_JSON} not found; skipping the training-data check");
             return None;
         };
         let rows: Vec<serde_json::Value> = serde_json::from_str(&text).expect("training JSON");
+        let text =
+            |r: &serde_json::Value, k: &str| r[k].as_str().expect("a string field").to_owned();
         Some(
             rows.iter()
-                .map(|r| r["output"].as_str().expect("output is a string").to_owned())
+                .map(|r| (text(r, "input"), text(r, "output")))
                 .collect(),
         )
     }
@@ -386,11 +393,14 @@ mod tests {
 
     #[test]
     fn builtin_fine_types_are_exactly_the_training_types() {
-        let Some(outputs) = training_outputs() else {
+        let Some(records) = training_records() else {
             return;
         };
         let tax = Taxonomy::builtin();
-        let seen: BTreeSet<&str> = outputs.iter().map(|o| field(o, "THREAT_TYPE")).collect();
+        let seen: BTreeSet<&str> = records
+            .iter()
+            .map(|(_, o)| field(o, "THREAT_TYPE"))
+            .collect();
         let listed: BTreeSet<&str> = tax.fine_types().iter().map(|f| f.name.as_str()).collect();
         assert_eq!(seen, listed);
         for name in seen {
@@ -404,18 +414,39 @@ mod tests {
         }
     }
 
+    /// Whether a training input shows the attack succeeding: a 2xx answer among its
+    /// access-log lines.
+    fn succeeded(input: &str) -> bool {
+        input.split('\n').any(|l| {
+            l.split("\" ")
+                .nth(1)
+                .is_some_and(|rest| rest.starts_with('2'))
+        })
+    }
+
     #[test]
     fn builtin_metadata_is_the_most_common_in_training() {
-        let Some(outputs) = training_outputs() else {
+        let Some(records) = training_records() else {
             return;
         };
         type Counts<'a> = BTreeMap<&'a str, BTreeMap<&'a str, usize>>;
         let mut counts: [Counts; 3] = Default::default();
         let keys = ["MITRE_TECHNIQUE", "MITRE_TACTIC", "SEVERITY"];
-        for o in &outputs {
+        let tax = Taxonomy::builtin();
+        for (input, o) in &records {
             let fine = field(o, "THREAT_TYPE");
             for (k, c) in keys.iter().zip(counts.iter_mut()) {
                 *c.entry(fine).or_default().entry(field(o, k)).or_default() += 1;
+            }
+            // A type with two severities has the higher one exactly on success.
+            let f = tax.fine_type(fine).expect("training type in the taxonomy");
+            if let Some(high) = &f.severity_if_succeeded {
+                let want = if succeeded(input) {
+                    high
+                } else {
+                    f.severity.as_ref().unwrap()
+                };
+                assert_eq!(field(o, "SEVERITY"), want, "{fine}: {input}");
             }
         }
         let rank = |s: &str| {
@@ -423,7 +454,10 @@ mod tests {
                 .iter()
                 .position(|x| *x == s)
         };
-        for fine in Taxonomy::builtin().fine_types() {
+        for fine in tax.fine_types() {
+            if fine.severity_if_succeeded.is_some() {
+                continue;
+            }
             let stored = [&fine.technique, &fine.tactic, &fine.severity];
             for ((k, c), value) in keys.iter().zip(&counts).zip(stored) {
                 let seen = &c[fine.name.as_str()];

@@ -52,13 +52,48 @@ pub struct Bounds {
     pub categories: Option<Vec<&'static str>>,
     /// Whether "No Threat" is possible.
     pub benign_allowed: bool,
+    /// Whether the attack evidently succeeded; severity may follow it (see the
+    /// taxonomy's `severity_if_succeeded`).
+    pub outcome: Outcome,
 }
 
 impl Bounds {
     pub const ANY: Bounds = Bounds {
         categories: None,
         benign_allowed: true,
+        outcome: Outcome::Unknown,
     };
+}
+
+/// Whether the server or the system let the attempt through, as the records show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outcome {
+    /// A 2xx answer to a single web request; a successful login in a burst of failures.
+    Succeeded,
+    /// A 4xx or 5xx answer to a single web request; a burst of failures with no success.
+    Failed,
+    /// Nothing in the records says.
+    #[default]
+    Unknown,
+}
+
+/// Whether one record reports a success (`Some(true)`), a failure (`Some(false)`), or
+/// neither: a web answer's status class, an sshd `Accepted` line.
+fn record_success(ev: &opensoc_ingest::LogEvent) -> Option<bool> {
+    if let Some(status) = ev.field("status") {
+        return match status.as_bytes().first() {
+            Some(b'2') => Some(true),
+            Some(b'4' | b'5') => Some(false),
+            _ => None,
+        };
+    }
+    let raw = ev.raw.as_str();
+    let accepted = [
+        "Accepted password ",
+        "Accepted publickey ",
+        "Accepted keyboard-interactive",
+    ];
+    accepted.iter().any(|a| raw.contains(a)).then_some(true)
 }
 
 /// What triage found in one entry.
@@ -109,10 +144,18 @@ impl Triage {
         let mut signals = Vec::new();
         let mut records = 0usize;
         let mut first = None;
+        // (any success, any failure) among the records.
+        let mut outcomes = (false, false);
+        let mut note = |ev: &opensoc_ingest::LogEvent| match record_success(ev) {
+            Some(true) => outcomes.0 = true,
+            Some(false) => outcomes.1 = true,
+            None => {}
+        };
         let trimmed = text.trim_start();
         // Multi-line Windows records are one record; everything else is one per line.
         if trimmed.starts_with("EventID:") || trimmed.starts_with("<Event") {
             let ev = signals::record_signals(text.len() - trimmed.len(), trimmed, &mut signals);
+            note(&ev);
             records = 1;
             first = Some(ev);
         } else {
@@ -129,12 +172,13 @@ impl Triage {
                     continue;
                 }
                 let ev = signals::record_signals(at, line, &mut signals);
+                note(&ev);
                 records += 1;
                 first.get_or_insert(ev);
             }
         }
         let format = first.as_ref().map_or(Format::Plain, |e| e.format);
-        let route = self.route(&signals, records, format, first.as_ref());
+        let route = self.route(&signals, records, format, first.as_ref(), outcomes);
         Assessment {
             signals,
             records,
@@ -149,6 +193,7 @@ impl Triage {
         records: usize,
         format: Format,
         first: Option<&opensoc_ingest::LogEvent>,
+        (any_success, any_failure): (bool, bool),
     ) -> Route {
         let has = |c: Class| signals.iter().any(|s| s.class == c);
         // Text that imitates the analyst is flagged on the verdict, but neither raises
@@ -170,12 +215,29 @@ impl Triage {
         let mut bounds = Bounds {
             categories: None,
             benign_allowed: payload.is_empty() && !(records == 1 && recon),
+            outcome: Outcome::Unknown,
         };
-        // A burst of failed logins is a guessing attack whatever the user names say.
+        if records == 1 {
+            bounds.outcome = match (any_success, any_failure) {
+                (true, _) => Outcome::Succeeded,
+                (false, true) => Outcome::Failed,
+                _ => Outcome::Unknown,
+            };
+        }
+        // A burst of failed logins is a guessing attack whatever the user names say; a
+        // success among them is what matters most.
         let auth_failures = signals
             .iter()
             .filter(|s| s.class == Class::AuthFailure)
             .count();
+        let web_denials = records > 1 && web && any_failure;
+        if records > 1 && (auth_failures >= 2 || web_denials) {
+            bounds.outcome = if any_success {
+                Outcome::Succeeded
+            } else {
+                Outcome::Failed
+            };
+        }
         if records > 1 && auth_failures >= 2 && payload.is_empty() {
             bounds.benign_allowed = false;
             bounds.categories = Some(Class::AuthFailure.categories().to_vec());

@@ -265,3 +265,37 @@ fn a_burst_of_failed_logins_is_never_benign() {
     assert!(!b.benign_allowed);
     assert!(b.categories.unwrap().contains(&"SSH BRUTE FORCE"));
 }
+
+#[test]
+fn outcome_follows_status_and_successful_logins() {
+    let outcome = |text: &str| match Triage::builtin().assess(text).route {
+        Route::Model(b) => b.outcome,
+        Route::FastPath { .. } => panic!("fast path: {text}"),
+    };
+    let lfi = |status: &str| {
+        access("/view?file=../../../etc/passwd", BROWSER)
+            .replace("\" 200 ", &format!("\" {status} "))
+    };
+    assert_eq!(outcome(&lfi("200")), Outcome::Succeeded);
+    assert_eq!(outcome(&lfi("403")), Outcome::Failed);
+    assert_eq!(outcome(&lfi("500")), Outcome::Failed);
+    assert_eq!(outcome(&lfi("302")), Outcome::Unknown);
+
+    let login = |status: u16| {
+        format!(
+            r#"198.51.100.7 - - [12/Nov/2026:09:14:02 +0000] "POST /wp-login.php HTTP/1.1" {status} 0 "-" "curl/8.0""#
+        )
+    };
+    let mut burst: Vec<String> = (0..5).map(|_| login(401)).collect();
+    assert_eq!(outcome(&burst.join("\n")), Outcome::Failed);
+    burst.push(login(200));
+    assert_eq!(outcome(&burst.join("\n")), Outcome::Succeeded);
+
+    let failed = |i: u8| {
+        format!("Nov 12 09:20:0{i} web01 sshd[221{i}]: Failed password for root from 185.220.101.4 port 5112{i} ssh2")
+    };
+    let mut ssh: Vec<String> = (0..5).map(failed).collect();
+    assert_eq!(outcome(&ssh.join("\n")), Outcome::Failed);
+    ssh.push("Nov 12 09:20:09 web01 sshd[2230]: Accepted password for root from 185.220.101.4 port 51130 ssh2".into());
+    assert_eq!(outcome(&ssh.join("\n")), Outcome::Succeeded);
+}

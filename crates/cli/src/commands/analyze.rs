@@ -244,6 +244,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             constrained: !args.unconstrained,
             technique_beam: args.technique.beam,
             technique_follows_type: !args.technique.free,
+            severity_follows_type: !args.technique.free_severity,
             narrative: (!args.no_narrative).then(NarrativeLimits::default),
             min_confidence: args.min_confidence,
             triage: args.triage.triage()?,

@@ -91,6 +91,7 @@ fn run_system(
             constrained: !args.unconstrained,
             technique_beam: args.technique.beam,
             technique_follows_type: !args.technique.free,
+            severity_follows_type: !args.technique.free_severity,
             narrative: args.narrative.then(NarrativeLimits::default),
             triage: args.triage.triage()?,
             signal_bounds: !args.triage.no_bounds,

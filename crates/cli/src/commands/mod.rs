@@ -91,6 +91,10 @@ pub struct TechniqueArgs {
     /// the technique the taxonomy assigns the threat type it chose (docs/EVALUATION.md).
     #[arg(long = "free-technique")]
     pub free: bool,
+    /// Let the model choose the severity, instead of the taxonomy's severity for the
+    /// threat type it chose (raised where the taxonomy says so when the attack succeeded).
+    #[arg(long = "free-severity")]
+    pub free_severity: bool,
 }
 
 /// Triage options (detectors and the benign fast path) for the commands that analyse.
