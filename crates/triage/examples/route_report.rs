@@ -3,7 +3,7 @@
 //! for a benign example), per label category, as a Markdown table on stdout; each
 //! problem entry on stderr.
 //!
-//! `cargo run --release -p opensoc-triage --example route_report -- FILE...`
+//! `cargo run --release -p opensoc-triage --example route_report -- [--unheld] FILE...`
 //! (Alpaca JSON lists or JSONL with `input` and `output`).
 
 use std::collections::BTreeMap;
@@ -17,13 +17,17 @@ struct Row {
     fast: usize,
     outside: usize,
     benign_forbidden: usize,
+    /// Attacks the model may still call benign (no payload signal holds it).
+    unheld: usize,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let triage = Triage::builtin();
     let taxonomy = Taxonomy::builtin();
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-    for path in std::env::args().skip(1) {
+    // `--unheld`: also print every attack whose bounds still allow "No Threat".
+    let show_unheld = std::env::args().any(|a| a == "--unheld");
+    for path in std::env::args().skip(1).filter(|a| a != "--unheld") {
         let text = std::fs::read_to_string(&path)?;
         let records: Vec<serde_json::Value> = match serde_json::from_str(&text) {
             Ok(serde_json::Value::Array(v)) => v,
@@ -63,6 +67,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     row.outside += usize::from(outside);
                     let forbidden = benign && !b.benign_allowed;
                     row.benign_forbidden += usize::from(forbidden);
+                    let unheld = !benign && b.benign_allowed;
+                    row.unheld += usize::from(unheld);
+                    if unheld && show_unheld {
+                        eprintln!("UNHELD {category}: {}", input.lines().next().unwrap_or(""));
+                    }
                     outside || forbidden
                 }
             };
@@ -76,12 +85,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    println!("| label category | entries | fast path | outside bounds | benign forbidden |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| label category | entries | fast path | outside bounds | benign forbidden | attacks the model may call benign |");
+    println!("|---|---:|---:|---:|---:|---:|");
     for (k, r) in &rows {
         println!(
-            "| {k} | {} | {} | {} | {} |",
-            r.n, r.fast, r.outside, r.benign_forbidden
+            "| {k} | {} | {} | {} | {} | {} |",
+            r.n, r.fast, r.outside, r.benign_forbidden, r.unheld
         );
     }
     Ok(())

@@ -188,6 +188,14 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         VALUES,
         r"\border by \d+ ?(--|#|;)",
     ),
+    // Statement fragments that only SQL writes: `select char(`, `select (case`,
+    // `having (1 or`, `union all` after a number or quote.
+    (
+        "sqli-fragments",
+        Class::Sqli,
+        VALUES,
+        r"\bselect ?\(? ?(char|case|concat)\b|\bhaving ?\(? ?\d+ ?(or|and)\b|(\d|['\x22)]) ?union all\b",
+    ),
     // Cross-site scripting.
     (
         "xss-tag",
@@ -225,7 +233,22 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "cmd-separator-args",
         Class::CommandInjection,
         VALUES,
-        r"(;|\||&&|`|\$\(|\n) ?(id|cat|ls|echo|ping|sleep|rm|dir|type|set|env|net|find|head|tail|time|timeout|nice|ex|sc|reg|kill|ssh|awk|sed|grep|dig|od|cc|base64)( +[-/$.~%]| *$| *[;|&`)])",
+        r"(;|\||&&|`|\$\(|\n) ?(id|cat|ls|echo|ping|sleep|rm|dir|type|set|env|net|find|head|tail|time|timeout|nice|ex|sc|reg|kill|ssh|awk|sed|grep|dig|od|cc|base64|regedit|test)( +[-/$.~%]| +\d+\.\d| *$| *[;|&`)\n]|<<<| ?\(\))",
+    ),
+    // Shell syntax that ordinary text never has: a here-string, an empty command
+    // substitution inside a word (`ping$()`), a function defined and called (`f(){ f|f& };`).
+    (
+        "cmd-shell-syntax",
+        Class::CommandInjection,
+        VALUES,
+        r"\w<<<|<<< ?['\x22$(\w]|[a-z](\$\(\)|``|\$@)|\b\w+ ?\(\) ?\{[^}]{0,40}\} ?;",
+    ),
+    // Windows batch conditionals and variable expansion (`IF /I "%var%" NEQ ...`).
+    (
+        "cmd-batch",
+        Class::CommandInjection,
+        VALUES,
+        r"\bif +(/i +)?(not +)?(exist|defined|errorlevel)\b|\bif +(/i +)?(not +)?\x22?%[\w~:-]+%|%\w+% +(equ|neq|lss|leq|gtr|geq)\b",
     ),
     (
         "cmd-shell-path",

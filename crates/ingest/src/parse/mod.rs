@@ -142,6 +142,11 @@ impl Parser {
         if let Some(ev) = access::parse_access(text) {
             return Parsed::Event(ev);
         }
+        if self.w3c_fields.is_none() {
+            if let Some(ev) = w3c::parse_iis_default(text) {
+                return Parsed::Event(ev);
+            }
+        }
         if let Some(ev) = syslog::parse_syslog(text, self.year) {
             return Parsed::Event(ev);
         }

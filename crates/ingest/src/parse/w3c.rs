@@ -14,6 +14,63 @@ pub fn parse_fields_directive(line: &str) -> Option<Vec<String>> {
     }
 }
 
+/// The columns IIS 8.5 and later write when nobody changed the site's logging settings.
+const IIS_DEFAULT_FIELDS: [&str; 15] = [
+    "date",
+    "time",
+    "s-ip",
+    "cs-method",
+    "cs-uri-stem",
+    "cs-uri-query",
+    "s-port",
+    "cs-username",
+    "c-ip",
+    "cs(User-Agent)",
+    "cs(Referer)",
+    "sc-status",
+    "sc-substatus",
+    "sc-win32-status",
+    "time-taken",
+];
+
+/// Parses a data line that arrived without its `#Fields:` header (one line of a file,
+/// a forwarded message) when it has exactly the shape of IIS's default columns: IIS 8.5+
+/// (15 values) or IIS 7-8 (14, no referer). Anything less certain stays unparsed.
+pub fn parse_iis_default(line: &str) -> Option<LogEvent> {
+    let values: Vec<&str> = line.split_whitespace().collect();
+    let fields: Vec<String> = match values.len() {
+        15 => IIS_DEFAULT_FIELDS.iter().map(|f| f.to_string()).collect(),
+        14 => IIS_DEFAULT_FIELDS
+            .iter()
+            .filter(|f| **f != "cs(Referer)")
+            .map(|f| f.to_string())
+            .collect(),
+        _ => return None,
+    };
+    let shape = |v: &str, pattern: &str| {
+        v.len() == pattern.len()
+            && v.bytes().zip(pattern.bytes()).all(|(c, p)| {
+                if p == b'9' {
+                    c.is_ascii_digit()
+                } else {
+                    c == p
+                }
+            })
+    };
+    let status = values[values.len() - 4];
+    let plausible = shape(values[0], "9999-99-99")
+        && shape(values[1], "99:99:99")
+        && (1..=10).contains(&values[3].len())
+        && values[3].bytes().all(|b| b.is_ascii_uppercase())
+        && values[4].starts_with('/')
+        && values[6].parse::<u16>().is_ok()
+        && shape(status, "999");
+    if !plausible {
+        return None;
+    }
+    parse_w3c(line, &fields).ok()
+}
+
 /// Why a W3C line did not match its header.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("W3C line has {got} values, the #Fields header names {want}")]
@@ -66,6 +123,35 @@ pub fn parse_w3c(line: &str, fields: &[String]) -> Result<LogEvent, W3cError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headerless_lines_of_the_iis_default_layout_parse() {
+        let line = "2026-04-13 07:56:15 10.0.1.20 GET /search q=%27+OR+1=1 443 - 89.160.20.87 Mozilla/5.0+(X11;+Linux+x86_64) https://example.org/ 403 0 0 687";
+        let ev = parse_iis_default(line).expect("IIS 8.5 default");
+        assert_eq!(ev.format, Format::W3c);
+        assert_eq!(ev.field("path"), Some("/search"));
+        assert_eq!(ev.field("cs-uri-query"), Some("q=%27+OR+1=1"));
+        assert_eq!(
+            ev.field("user_agent"),
+            Some("Mozilla/5.0 (X11; Linux x86_64)")
+        );
+        assert_eq!(ev.field("status"), Some("403"));
+        assert_eq!(ev.source.as_deref(), Some("89.160.20.87"));
+        let iis7 = "2026-04-13 07:56:15 10.0.1.20 GET /index.htm - 80 - 89.160.20.87 Mozilla/5.0 200 0 0 15";
+        assert_eq!(
+            parse_iis_default(iis7).unwrap().field("status"),
+            Some("200")
+        );
+        // Near misses stay unparsed: a syslog-like line, a wrong count, a lower-case verb.
+        for line in [
+            "2026-04-13 07:56:15 host sshd[1]: Accepted password for a from 1.2.3.4 port 22 ssh2",
+            "2026-04-13 07:56:15 10.0.1.20 GET /index.htm - 80 - 89.160.20.87 Mozilla/5.0 200 0 0",
+            "2026-04-13 07:56:15 10.0.1.20 get /index.htm - 80 - 89.160.20.87 Mozilla/5.0 200 0 0 15",
+            "2026-04-13 07:56:15 10.0.1.20 GET index.htm - 80 - 89.160.20.87 Mozilla/5.0 200 0 0 15",
+        ] {
+            assert!(parse_iis_default(line).is_none(), "{line}");
+        }
+    }
 
     const HEADER: &str = "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken";
 
