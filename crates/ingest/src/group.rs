@@ -232,6 +232,10 @@ pub struct Incident {
     pub statuses: Distinct,
     /// Windows event ids seen.
     pub event_ids: Distinct,
+    /// A success from the same source that ended the burst of failures (an sshd
+    /// `Accepted` line, a 2xx answer to a path of a 401 burst): the attempt worked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success: Option<String>,
     #[serde(skip)]
     max_distinct: usize,
     #[serde(skip)]
@@ -262,6 +266,7 @@ impl Incident {
             paths: Distinct::default(),
             statuses: Distinct::default(),
             event_ids: Distinct::default(),
+            success: None,
             max_distinct: cfg.max_distinct,
             head_lines: cfg.head_lines.max(1),
         }
@@ -283,6 +288,20 @@ impl Incident {
         self.paths.add(ev.field("path"));
         self.statuses.add(ev.field("status"));
         self.event_ids.add(ev.field("event_id"));
+    }
+
+    /// Events the incident holds: the burst's and the success that ended it.
+    pub fn events(&self) -> usize {
+        self.count + usize::from(self.success.is_some())
+    }
+
+    /// Records the success that ends a burst of failures.
+    fn add_success(&mut self, ev: &LogEvent, loc: Location) {
+        if let Some(t) = ev.timestamp {
+            self.last = self.last.max(t);
+        }
+        self.last_location = loc;
+        self.success = Some(ev.text().into_owned());
     }
 
     /// Entry id: `origin:FIRST-LAST` (with both origins when a burst spans streams).
@@ -318,6 +337,10 @@ impl Incident {
             out.push_str(t);
             out.push('\n');
         }
+        if let Some(s) = &self.success {
+            out.push_str(s);
+            out.push('\n');
+        }
         let span = (self.last.0 - self.first.0).max(0) / 1000;
         let _ = write!(
             out,
@@ -342,6 +365,9 @@ impl Incident {
         self.summary(&mut out, "paths", &self.paths, false);
         self.summary(&mut out, "statuses", &self.statuses, true);
         self.summary(&mut out, "event ids", &self.event_ids, true);
+        if self.success.is_some() {
+            out.push_str("; then a success from the same source");
+        }
         out.push_str("...]");
         out
     }
@@ -462,6 +488,9 @@ impl Grouper {
             out.push(Grouped::Single(ev, loc));
             return;
         }
+        if self.ends_failure_burst(&ev, &loc, out) {
+            return;
+        }
         let Some(kind) = burst_kind(&ev) else {
             out.push(Grouped::Single(ev, loc));
             return;
@@ -516,6 +545,55 @@ impl Grouper {
             }
         }
         self.tick_clock(&origin, ts, out);
+    }
+
+    /// A success right after a burst of failures from the same source (within the gap)
+    /// joins that burst and closes it: an sshd or PAM success (`outcome=success`), or a
+    /// 2xx answer to one of the burst's paths. Returns whether `ev` was taken.
+    fn ends_failure_burst(
+        &mut self,
+        ev: &LogEvent,
+        loc: &Location,
+        out: &mut Vec<Grouped>,
+    ) -> bool {
+        let web_ok = ev.field("status").is_some_and(|s| s.starts_with('2'));
+        if !web_ok && ev.field("outcome") != Some("success") {
+            return false;
+        }
+        let (Some(ts), Some(source)) = (
+            ev.timestamp.map(|t| t.0),
+            group_source(ev, BurstKind::AuthFailure),
+        ) else {
+            return false;
+        };
+        let gap = secs_to_ms(self.cfg.gap_secs);
+        let Some(bucket) = self
+            .groups
+            .get_mut(&(loc.origin.clone(), BurstKind::AuthFailure))
+        else {
+            return false;
+        };
+        let joins = bucket.get(source.as_ref()).is_some_and(|g| {
+            (ts - g.last_ts).abs() <= gap
+                && g.incident.as_ref().is_some_and(|inc| {
+                    !web_ok
+                        || ev
+                            .field("path")
+                            .is_some_and(|p| inc.paths.counts.contains_key(p))
+                })
+        });
+        if !joins {
+            return false;
+        }
+        let Some(mut g) = bucket.remove(source.as_ref()) else {
+            return false;
+        };
+        self.open -= 1;
+        if let Some(inc) = g.incident.as_mut() {
+            inc.add_success(ev, loc.clone());
+        }
+        close(g, out);
+        true
     }
 
     /// Advances the stream's clock; every half gap, closes its groups that went quiet.
@@ -687,6 +765,53 @@ mod tests {
             14 + sec / 60,
             sec % 60
         )
+    }
+
+    #[test]
+    fn a_success_after_failures_joins_and_ends_the_burst() {
+        let mut lines: Vec<String> = (0..12)
+            .map(|i| access("45.33.32.156", i * 3, "/signin", 401))
+            .collect();
+        // Another client's success on the same path stays apart; the attacker's own ends
+        // the burst; its next request is ordinary again.
+        lines.push(access("10.0.0.3", 37, "/signin", 200));
+        lines.push(access("45.33.32.156", 38, "/signin", 200));
+        lines.push(access("45.33.32.156", 39, "/account", 200));
+        let out = run(&lines, GroupingConfig::default());
+        let incidents: Vec<&Incident> = out
+            .iter()
+            .filter_map(|g| match g {
+                Grouped::Incident(i) => Some(i.as_ref()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(incidents.len(), 1, "{out:#?}");
+        let inc = incidents[0];
+        assert_eq!(inc.count, 12);
+        assert!(inc
+            .success
+            .as_deref()
+            .is_some_and(|s| s.contains("45.33.32.156")));
+        assert_eq!(inc.last_location.first_line, 14);
+        let text = inc.render();
+        assert!(text.contains("\" 200 0 "), "{text}");
+        assert!(
+            text.contains("then a success from the same source"),
+            "{text}"
+        );
+        assert_eq!(out.len(), 3, "{out:#?}");
+
+        // sshd: failures then `Accepted` from the same address.
+        let mut ssh: Vec<String> = (0..8)
+            .map(|i| format!("Mar 15 02:14:{i:02} srv sshd[1{i}]: Failed password for root from 185.220.101.4 port 4{i}22 ssh2"))
+            .collect();
+        ssh.push("Mar 15 02:14:20 srv sshd[99]: Accepted password for root from 185.220.101.4 port 4999 ssh2".into());
+        let out = run(&ssh, GroupingConfig::default());
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let Grouped::Incident(inc) = &out[0] else {
+            panic!("{out:#?}")
+        };
+        assert!(inc.render().contains("Accepted password for root"));
     }
 
     #[test]

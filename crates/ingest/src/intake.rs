@@ -163,7 +163,7 @@ impl Entry {
         Entry {
             id: inc.id(),
             text: inc.render(),
-            events: inc.count,
+            events: inc.events(),
             format: inc.format,
             location: Location {
                 origin: inc.first_location.origin.clone(),
@@ -737,7 +737,7 @@ impl Pipeline {
             for g in out.drain(..) {
                 let events = match g {
                     Grouped::Single(..) => 1,
-                    Grouped::Incident(inc_) => inc_.count as u64,
+                    Grouped::Incident(inc_) => inc_.events() as u64,
                 };
                 add(&self.counters.abandoned, events);
             }
@@ -794,7 +794,7 @@ impl Pipeline {
             let mut entry = match g {
                 Grouped::Single(ev, loc) => Entry::single(ev, loc),
                 Grouped::Incident(inc_) => {
-                    add(&self.counters.grouped, inc_.count as u64);
+                    add(&self.counters.grouped, inc_.events() as u64);
                     inc(&self.counters.incidents);
                     Entry::incident(inc_)
                 }

@@ -61,7 +61,7 @@ fn flood() {
 
 /// Every input of the paper's training data through the intake in line mode: no event is
 /// lost, and each brute-force burst (5 or more failed logins from one client) becomes
-/// exactly one incident holding all its lines.
+/// exactly one incident holding all its lines, with the success that ended it.
 #[test]
 fn paper_bursts_become_single_incidents() {
     let path = concat!(
@@ -93,7 +93,30 @@ fn paper_bursts_become_single_incidents() {
             bursts += 1;
             let incidents: Vec<_> = entries.iter().filter(|e| e.incident.is_some()).collect();
             assert_eq!(incidents.len(), 1, "input {i}");
-            assert_eq!(incidents[0].events, failures, "input {i}");
+            // A login that worked right after the failures (same client, same path, within
+            // the 60 s gap) joins them; the paper's inputs write such a success in the
+            // failures' own second, and one `Accepted` line an hour later, which stays apart.
+            let stamp = |l: &str| l.get(..15).map(str::to_owned);
+            let last_failure = input
+                .lines()
+                .filter(|l| l.contains("Failed password"))
+                .last()
+                .and_then(stamp);
+            let success = input.lines().any(|l| {
+                l.contains("\" 200 ") || (l.contains("Accepted ") && stamp(l) == last_failure)
+            });
+            assert_eq!(
+                incidents[0].events,
+                failures + usize::from(success),
+                "input {i}"
+            );
+            assert_eq!(
+                incidents[0]
+                    .text
+                    .contains("then a success from the same source"),
+                success,
+                "input {i}"
+            );
         }
     }
     assert!(bursts > 10, "the dataset has brute-force examples");

@@ -78,7 +78,8 @@ pub enum Outcome {
 }
 
 /// Whether one record reports a success (`Some(true)`), a failure (`Some(false)`), or
-/// neither: a web answer's status class, an sshd `Accepted` line.
+/// neither: a web answer's status class; the parsers' `outcome` (sshd `Accepted` and
+/// `Failed`, PAM, sudo, Windows logons).
 fn record_success(ev: &opensoc_ingest::LogEvent) -> Option<bool> {
     if let Some(status) = ev.field("status") {
         return match status.as_bytes().first() {
@@ -87,13 +88,11 @@ fn record_success(ev: &opensoc_ingest::LogEvent) -> Option<bool> {
             _ => None,
         };
     }
-    let raw = ev.raw.as_str();
-    let accepted = [
-        "Accepted password ",
-        "Accepted publickey ",
-        "Accepted keyboard-interactive",
-    ];
-    accepted.iter().any(|a| raw.contains(a)).then_some(true)
+    match ev.field("outcome") {
+        Some("success") => Some(true),
+        Some("failure") => Some(false),
+        _ => None,
+    }
 }
 
 /// What triage found in one entry.
@@ -146,6 +145,7 @@ impl Triage {
         let mut first = None;
         // (any success, any failure) among the records.
         let mut outcomes = (false, false);
+        let mut elided = false;
         let mut note = |ev: &opensoc_ingest::LogEvent| match record_success(ev) {
             Some(true) => outcomes.0 = true,
             Some(false) => outcomes.1 = true,
@@ -169,6 +169,7 @@ impl Triage {
                 if is_summary_line(line) {
                     // An incident: more than one event, whatever was shown.
                     records = records.max(2);
+                    elided = true;
                     continue;
                 }
                 let ev = signals::record_signals(at, line, &mut signals);
@@ -178,7 +179,7 @@ impl Triage {
             }
         }
         let format = first.as_ref().map_or(Format::Plain, |e| e.format);
-        let route = self.route(&signals, records, format, first.as_ref(), outcomes);
+        let route = self.route(&signals, records, format, first.as_ref(), outcomes, elided);
         Assessment {
             signals,
             records,
@@ -194,6 +195,7 @@ impl Triage {
         format: Format,
         first: Option<&opensoc_ingest::LogEvent>,
         (any_success, any_failure): (bool, bool),
+        elided: bool,
     ) -> Route {
         let has = |c: Class| signals.iter().any(|s| s.class == c);
         // Text that imitates the analyst is flagged on the verdict, but neither raises
@@ -232,10 +234,11 @@ impl Triage {
             .count();
         let web_denials = records > 1 && web && any_failure;
         if records > 1 && (auth_failures >= 2 || web_denials) {
-            bounds.outcome = if any_success {
-                Outcome::Succeeded
-            } else {
-                Outcome::Failed
+            // Lines left out of a rendering could hide a success: then nobody knows.
+            bounds.outcome = match (any_success, elided) {
+                (true, _) => Outcome::Succeeded,
+                (false, false) => Outcome::Failed,
+                (false, true) => Outcome::Unknown,
             };
         }
         if records > 1 && auth_failures >= 2 && payload.is_empty() {

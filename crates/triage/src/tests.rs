@@ -296,6 +296,9 @@ fn outcome_follows_status_and_successful_logins() {
     };
     let mut ssh: Vec<String> = (0..5).map(failed).collect();
     assert_eq!(outcome(&ssh.join("\n")), Outcome::Failed);
+    // A rendering that leaves lines out cannot tell that no success was among them.
+    let elided = format!("{}\n[... 30 more ...]\n{}", ssh.join("\n"), failed(7));
+    assert_eq!(outcome(&elided), Outcome::Unknown);
     ssh.push("Nov 12 09:20:09 web01 sshd[2230]: Accepted password for root from 185.220.101.4 port 51130 ssh2".into());
     assert_eq!(outcome(&ssh.join("\n")), Outcome::Succeeded);
 }
