@@ -99,8 +99,7 @@ fn paper_bursts_become_single_incidents() {
             let stamp = |l: &str| l.get(..15).map(str::to_owned);
             let last_failure = input
                 .lines()
-                .filter(|l| l.contains("Failed password"))
-                .last()
+                .rfind(|l| l.contains("Failed password"))
                 .and_then(stamp);
             let success = input.lines().any(|l| {
                 l.contains("\" 200 ") || (l.contains("Accepted ") && stamp(l) == last_failure)
