@@ -114,6 +114,11 @@ pub struct Grammar {
     type_severities: Vec<(Option<usize>, Option<usize>)>,
     /// Write the type's severity instead of letting the model choose one.
     severity_follows_type: bool,
+    /// Per threat type (by value index): whether it names a success (see
+    /// `FineType::requires_success`).
+    type_requires_success: Vec<bool>,
+    /// Categories that have such a type.
+    success_categories: HashSet<String>,
 }
 
 /// The category of "No Threat Detected": a benign verdict.
@@ -211,6 +216,16 @@ impl Grammar {
             .iter()
             .map(|t| taxonomy.category_of(t).unwrap_or_default().to_string())
             .collect();
+        let type_requires_success: Vec<bool> = threat_types
+            .iter()
+            .map(|t| taxonomy.fine_type(t).is_some_and(|f| f.requires_success))
+            .collect();
+        let success_categories = threat_types
+            .iter()
+            .zip(&type_requires_success)
+            .filter(|(_, r)| **r)
+            .filter_map(|(t, _)| taxonomy.category_of(t).map(str::to_string))
+            .collect();
         let severity_index = |s: Option<&String>| {
             let s = s?.parse::<Severity>().ok()?;
             Severity::ALL.iter().position(|x| *x == s)
@@ -273,6 +288,8 @@ impl Grammar {
             type_categories,
             type_severities,
             severity_follows_type: true,
+            type_requires_success,
+            success_categories,
         })
     }
 
@@ -710,7 +727,7 @@ pub(crate) fn decode_via(
     d.token_by_token = token_by_token;
 
     let mut conf = FieldConfidence::default();
-    let type_allowed = |v: usize| {
+    let within_bounds = |v: usize| {
         let category = grammar.type_categories[v].as_str();
         (bounds.benign_allowed || category != BENIGN_CATEGORY)
             && bounds
@@ -718,6 +735,24 @@ pub(crate) fn decode_via(
                 .as_ref()
                 .is_none_or(|c| c.contains(&category))
     };
+    // A type that names a success needs one in the records, and a success shown there
+    // picks that type within its category (unless a user taxonomy leaves no type then).
+    let fits_outcome = |v: usize| {
+        let names_success = grammar.type_requires_success[v];
+        match bounds.outcome {
+            Outcome::Failed => !names_success,
+            Outcome::Succeeded => {
+                names_success
+                    || !grammar
+                        .success_categories
+                        .contains(&grammar.type_categories[v])
+            }
+            Outcome::Unknown => true,
+        }
+    };
+    let by_outcome =
+        (0..grammar.threat_type.values.len()).any(|v| within_bounds(v) && fits_outcome(v));
+    let type_allowed = |v: usize| within_bounds(v) && (!by_outcome || fits_outcome(v));
     let (t, p) = d.choose_among(&grammar.threat_type, &type_allowed)?;
     let type_index = t;
     conf.threat_type = p;

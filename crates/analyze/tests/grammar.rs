@@ -341,6 +341,16 @@ fn verdicts_stay_within_bounds_and_benign_verdicts_are_consistent() {
             benign_allowed: false,
             outcome: Outcome::Failed,
         },
+        Bounds {
+            categories: Some(vec!["SSH BRUTE FORCE"]),
+            benign_allowed: false,
+            outcome: Outcome::Succeeded,
+        },
+        Bounds {
+            categories: Some(vec!["SSH BRUTE FORCE"]),
+            benign_allowed: false,
+            outcome: Outcome::Failed,
+        },
     ];
     // The severity the taxonomy's policy gives a threat type under an outcome.
     let policy = |fine: &str, outcome: Outcome| {
@@ -402,6 +412,15 @@ fn verdicts_stay_within_bounds_and_benign_verdicts_are_consistent() {
                     assert!(a.technique_id.is_some(), "{}", out.text);
                     assert!(a.risk_score.unwrap() > 0, "{}", out.text);
                     let fine = a.threat_type.as_deref().unwrap();
+                    // A type that names a success follows the records' outcome.
+                    let names_success = taxonomy.fine_type(fine).unwrap().requires_success;
+                    match b.outcome {
+                        Outcome::Failed => assert!(!names_success, "{}", out.text),
+                        Outcome::Succeeded if category == "SSH BRUTE FORCE" => {
+                            assert!(names_success, "{}", out.text)
+                        }
+                        _ => {}
+                    }
                     if !free {
                         assert_eq!(a.severity, Some(policy(fine, b.outcome)), "{}", out.text);
                         raised +=

@@ -36,6 +36,11 @@ pub struct FineType {
     /// answered the attack request with 2xx; a login succeeded after failures).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity_if_succeeded: Option<String>,
+    /// The type says the attack worked (`SSH Brute Force Attack — SUCCESSFUL LOGIN`): it
+    /// fits only where the records do not show failure alone, and where they show a
+    /// success it is the one type of its category that fits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requires_success: bool,
 }
 
 impl FineType {
