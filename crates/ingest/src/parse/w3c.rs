@@ -35,18 +35,27 @@ const IIS_DEFAULT_FIELDS: [&str; 15] = [
 
 /// Parses a data line that arrived without its `#Fields:` header (one line of a file,
 /// a forwarded message) when it has exactly the shape of IIS's default columns: IIS 8.5+
-/// (15 values) or IIS 7-8 (14, no referer). Anything less certain stays unparsed.
+/// (15 values), IIS 7-8 (14, no referer), and either with the byte counts IIS offers
+/// beside them (`sc-bytes cs-bytes` before `time-taken`: 17 or 16 values). Anything less
+/// certain stays unparsed.
 pub fn parse_iis_default(line: &str) -> Option<LogEvent> {
     let values: Vec<&str> = line.split_whitespace().collect();
-    let fields: Vec<String> = match values.len() {
-        15 => IIS_DEFAULT_FIELDS.iter().map(|f| f.to_string()).collect(),
-        14 => IIS_DEFAULT_FIELDS
-            .iter()
-            .filter(|f| **f != "cs(Referer)")
-            .map(|f| f.to_string())
-            .collect(),
+    let (referer, bytes) = match values.len() {
+        14 => (false, false),
+        15 => (true, false),
+        16 => (false, true),
+        17 => (true, true),
         _ => return None,
     };
+    let mut fields: Vec<String> = IIS_DEFAULT_FIELDS
+        .iter()
+        .filter(|f| referer || **f != "cs(Referer)")
+        .map(|f| f.to_string())
+        .collect();
+    if bytes {
+        let at = fields.len() - 1;
+        fields.splice(at..at, ["sc-bytes".to_string(), "cs-bytes".to_string()]);
+    }
     let shape = |v: &str, pattern: &str| {
         v.len() == pattern.len()
             && v.bytes().zip(pattern.bytes()).all(|(c, p)| {
@@ -57,18 +66,29 @@ pub fn parse_iis_default(line: &str) -> Option<LogEvent> {
                 }
             })
     };
-    let status = values[values.len() - 4];
+    let status = fields
+        .iter()
+        .position(|f| f == "sc-status")
+        .and_then(|i| values.get(i))
+        .copied()
+        .unwrap_or_default();
+    let numeric = |v: &str| v.bytes().all(|b| b.is_ascii_digit());
     let plausible = shape(values[0], "9999-99-99")
         && shape(values[1], "99:99:99")
         && (1..=10).contains(&values[3].len())
         && values[3].bytes().all(|b| b.is_ascii_uppercase())
         && values[4].starts_with('/')
         && values[6].parse::<u16>().is_ok()
-        && shape(status, "999");
+        && shape(status, "999")
+        && values[values.len() - 3..].iter().all(|v| numeric(v));
     if !plausible {
         return None;
     }
-    parse_w3c(line, &fields).ok()
+    let mut ev = parse_w3c(line, &fields).ok()?;
+    if let Some(b) = ev.field("sc-bytes").map(str::to_owned) {
+        ev.set("bytes", b.as_str());
+    }
+    Some(ev)
 }
 
 /// Why a W3C line did not match its header.
@@ -141,6 +161,17 @@ mod tests {
         assert_eq!(
             parse_iis_default(iis7).unwrap().field("status"),
             Some("200")
+        );
+        // With the byte counts: status before them, sizes where the detectors look.
+        let sized = "2015-01-13 23:15:41 100.79.192.81 GET /robots.txt - 80 - 188.165.15.50 Mozilla/5.0+(compatible;+AhrefsBot/5.0) - 404 0 2 1405 170 141";
+        let ev = parse_iis_default(sized).expect("with sc-bytes cs-bytes");
+        assert_eq!(ev.field("status"), Some("404"));
+        assert_eq!(ev.field("bytes"), Some("1405"));
+        assert_eq!(ev.field("time-taken"), Some("141"));
+        let sized7 = sized.replace(") - 404", ") 404");
+        assert_eq!(
+            parse_iis_default(&sized7).unwrap().field("cs-bytes"),
+            Some("170")
         );
         // Near misses stay unparsed: a syslog-like line, a wrong count, a lower-case verb.
         for line in [
