@@ -34,7 +34,10 @@ pub fn templates() -> minijinja::Environment<'static> {
         }
     }
     env.add_filter("datetime", datetime);
-    env.add_filter("attack_url", attack_url);
+    // Built from a parsed technique ID only (digits), so it needs no escaping.
+    env.add_filter("attack_url", |id: &str| {
+        minijinja::Value::from_safe_string(attack_url(id))
+    });
     env
 }
 
