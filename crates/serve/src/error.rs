@@ -13,7 +13,9 @@ pub enum StoreError {
     },
     #[error("the alert database refused WAL mode (journal mode {0:?})")]
     NoWal(String),
-    #[error("the alert database has schema version {found}, newer than this OpenSOC knows ({known})")]
+    #[error(
+        "the alert database has schema version {found}, newer than this OpenSOC knows ({known})"
+    )]
     NewerSchema { found: i64, known: i64 },
     #[error("alert database: {0}")]
     Sql(#[from] rusqlite::Error),

@@ -219,7 +219,10 @@ mod tests {
         let rec = record(&alert(Review::Confirmed, "GET /?id=1 UNION SELECT 1")).unwrap();
         assert_eq!(rec.input, "GET /?id=1 UNION SELECT 1");
         let back = parse_answer(&rec.output);
-        assert_eq!(back.threat_type.as_deref(), Some("SQL Injection — Union/Boolean SQLi"));
+        assert_eq!(
+            back.threat_type.as_deref(),
+            Some("SQL Injection — Union/Boolean SQLi")
+        );
         assert_eq!(back.technique_id.as_deref(), Some("T1190"));
         assert_eq!(back.severity, Some(Severity::High));
         assert_eq!(back.risk_score, Some(80));
@@ -249,7 +252,10 @@ mod tests {
         a.label_severity = Some(Severity::Critical);
         let rec = record(&a).unwrap();
         let back = parse_answer(&rec.output);
-        assert_eq!(back.threat_type.as_deref(), Some("OS Command Injection Attempt"));
+        assert_eq!(
+            back.threat_type.as_deref(),
+            Some("OS Command Injection Attempt")
+        );
         assert_eq!(back.technique_id.as_deref(), Some("T1059.004"));
         assert_eq!(back.severity, Some(Severity::Critical));
     }

@@ -44,8 +44,8 @@ use opensoc_ingest::{Entry, Intake, IntakeConfig, Timeout};
 use opensoc_verdict::Verdict;
 
 pub use error::{ServeError, StoreError};
-pub use store::Store;
 use store::NewEntry;
+pub use store::Store;
 use web::{AppState, Inner};
 use worker::{Wakeup, Worker};
 
@@ -253,7 +253,10 @@ mod tests {
 
     #[test]
     fn live_sources_drop_the_position() {
-        assert_eq!(live_source("syslog/udp/127.0.0.1:5514:17"), "syslog/udp/127.0.0.1:5514");
+        assert_eq!(
+            live_source("syslog/udp/127.0.0.1:5514:17"),
+            "syslog/udp/127.0.0.1:5514"
+        );
         assert_eq!(live_source("/var/log/a.log:3-9"), "/var/log/a.log");
         assert_eq!(live_source("odd"), "odd");
     }

@@ -110,7 +110,10 @@ pub async fn not_found(State(state): State<AppState>) -> Response {
 
 pub async fn css() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/css; charset=utf-8"),
+        )],
         CSS,
     )
 }
@@ -254,7 +257,9 @@ pub fn segments(input: &str, verdict: Option<&Verdict>) -> Vec<Segment> {
     let mut out: Vec<Segment> = Vec::new();
     for w in cuts.windows(2) {
         let (a, b) = (w[0], w[1]);
-        let Some(text) = input.get(a..b) else { continue };
+        let Some(text) = input.get(a..b) else {
+            continue;
+        };
         let mut classes: Vec<&str> = spans
             .iter()
             .filter(|(s, e, _)| *s <= a && b <= *e)
@@ -347,8 +352,7 @@ pub async fn review(
 ) -> Response {
     let result = async {
         let Path(id) = id?;
-        let Form(form) =
-            form.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        let Form(form) = form.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
         check_csrf(&state, &form.csrf)?;
         // The relabel fields are sent with every form; they count for relabel only.
         let relabel = form.action == "relabel";
@@ -408,11 +412,9 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
     }
     .await;
     match result {
-        Ok(reply) => Redirect::to(&format!(
-            "/?source={}",
-            url_encode(&reply.source)
-        ))
-        .into_response(),
+        Ok(reply) => {
+            Redirect::to(&format!("/?source={}", url_encode(&reply.source))).into_response()
+        }
         Err(e) => error_page(&state, e),
     }
 }
@@ -436,7 +438,13 @@ struct HeatCell {
 /// The ATT&CK matrix columns (every tactic) with the techniques seen under each.
 fn heat_map(stats: &Stats) -> Vec<TacticColumn> {
     let catalog = Catalog::enterprise();
-    let max = stats.by_technique.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+    let max = stats
+        .by_technique
+        .iter()
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap_or(1)
+        .max(1);
     catalog
         .tactics()
         .iter()
@@ -446,12 +454,15 @@ fn heat_map(stats: &Stats) -> Vec<TacticColumn> {
                 .iter()
                 .filter_map(|(id, count)| {
                     let t = catalog.resolve(&id.parse().ok()?)?;
-                    t.tactics.iter().any(|x| x.id == tactic.id).then(|| HeatCell {
-                        id: id.clone(),
-                        name: t.name.to_owned(),
-                        count: *count,
-                        heat: ((count * 4 + max - 1) / max).clamp(1, 4),
-                    })
+                    t.tactics
+                        .iter()
+                        .any(|x| x.id == tactic.id)
+                        .then(|| HeatCell {
+                            id: id.clone(),
+                            name: t.name.to_owned(),
+                            count: *count,
+                            heat: ((count * 4 + max - 1) / max).clamp(1, 4),
+                        })
                 })
                 .collect();
             TacticColumn {
@@ -476,7 +487,13 @@ const CHART_HEIGHT: i64 = 120;
 const BAR_STEP: i64 = 14;
 
 fn time_bars(stats: &Stats) -> Vec<Bar> {
-    let max = stats.by_hour.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+    let max = stats
+        .by_hour
+        .iter()
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap_or(1)
+        .max(1);
     stats
         .by_hour
         .iter()
@@ -519,7 +536,11 @@ pub async fn login_form(State(state): State<AppState>) -> Response {
     if state.token().is_none() {
         return Redirect::to("/").into_response();
     }
-    render(&state, "login.html", context! { failed => false, authed => false })
+    render(
+        &state,
+        "login.html",
+        context! { failed => false, authed => false },
+    )
 }
 
 #[derive(Deserialize)]
@@ -544,7 +565,11 @@ pub async fn login(
             res
         }
         _ => {
-            let mut res = render(&state, "login.html", context! { failed => true, authed => false });
+            let mut res = render(
+                &state,
+                "login.html",
+                context! { failed => true, authed => false },
+            );
             *res.status_mut() = StatusCode::UNAUTHORIZED;
             res
         }
@@ -565,7 +590,10 @@ mod tests {
 
     #[test]
     fn technique_links_point_at_attack_pages() {
-        assert_eq!(attack_url("T1190"), "https://attack.mitre.org/techniques/T1190/");
+        assert_eq!(
+            attack_url("T1190"),
+            "https://attack.mitre.org/techniques/T1190/"
+        );
         assert_eq!(
             attack_url("T1059.004"),
             "https://attack.mitre.org/techniques/T1059/004/"
@@ -615,7 +643,13 @@ mod tests {
     #[test]
     fn the_templates_parse() {
         let env = templates();
-        for name in ["queue.html", "alert.html", "overview.html", "login.html", "error.html"] {
+        for name in [
+            "queue.html",
+            "alert.html",
+            "overview.html",
+            "login.html",
+            "error.html",
+        ] {
             assert!(env.get_template(name).is_ok(), "{name}");
         }
     }

@@ -94,22 +94,26 @@ pub async fn same_origin(req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     let headers = req.headers();
-    let cross_site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "cross-site" || v == "same-site");
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let foreign_origin = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|origin| {
-            let origin_host = origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"));
-            origin_host.is_none() || origin_host != host
-        });
+    let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    // Browsers that send Sec-Fetch-Site say exactly where the request comes from; `none`
+    // is the analyst's own action (a bookmark, the address bar).
+    let (cross_site, foreign_origin) =
+        match header(header::HeaderName::from_static("sec-fetch-site")) {
+            Some(site) => (!matches!(site, "same-origin" | "none"), false),
+            None => {
+                let host = header(header::HOST);
+                let foreign = header(header::ORIGIN).is_some_and(|origin| {
+                    let origin_host = origin
+                        .strip_prefix("http://")
+                        .or_else(|| origin.strip_prefix("https://"));
+                    origin_host.is_none() || origin_host != host
+                });
+                (false, foreign)
+            }
+        };
     if cross_site || foreign_origin {
-        return ApiError::new(StatusCode::FORBIDDEN, "cross-origin request refused").into_response();
+        return ApiError::new(StatusCode::FORBIDDEN, "cross-origin request refused")
+            .into_response();
     }
     next.run(req).await
 }
@@ -124,9 +128,16 @@ pub async fn headers(req: Request, next: Next) -> Response<Body> {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: with it, browsers send `Origin: null` on the page's own forms.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     if !asset {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -149,9 +160,15 @@ mod tests {
     fn the_token_is_read_from_the_header_or_the_cookie() {
         let mut h = HeaderMap::new();
         assert_eq!(presented_token(&h), None);
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; opensoc_token=s3cret"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; opensoc_token=s3cret"),
+        );
         assert_eq!(presented_token(&h), Some("s3cret"));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer tok"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer tok"),
+        );
         assert_eq!(presented_token(&h), Some("tok"));
         assert_ne!(random_secret(), random_secret());
     }

@@ -346,7 +346,10 @@ impl Store {
         Ok(out)
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let pooled = self.readers.lock().map_err(|_| StoreError::Poisoned)?.pop();
         let conn = match pooled {
             Some(c) => c,
@@ -515,7 +518,14 @@ impl Store {
             let changed = tx.execute(
                 "UPDATE entries SET status = ?2, label_type = ?3, label_severity = ?4,
                     note = ?5, reviewed_at = ?6 WHERE id = ?1",
-                params![id, fb.review.as_str(), label_type, label_severity, fb.note, at],
+                params![
+                    id,
+                    fb.review.as_str(),
+                    label_type,
+                    label_severity,
+                    fb.note,
+                    at
+                ],
             )?;
             if changed == 0 {
                 return Ok(false);
@@ -523,7 +533,14 @@ impl Store {
             tx.execute(
                 "INSERT INTO feedback (entry, at, action, threat_type, severity, note)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, at, fb.review.as_str(), label_type, label_severity, fb.note],
+                params![
+                    id,
+                    at,
+                    fb.review.as_str(),
+                    label_type,
+                    label_severity,
+                    fb.note
+                ],
             )?;
             Ok(true)
         })
@@ -593,7 +610,8 @@ impl Store {
     /// Distinct sources, for the queue's filter.
     pub fn sources(&self) -> Result<Vec<String>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare("SELECT DISTINCT source FROM entries ORDER BY source LIMIT 200")?;
+            let mut stmt =
+                c.prepare("SELECT DISTINCT source FROM entries ORDER BY source LIMIT 200")?;
             let rows = stmt.query_map([], |r| r.get(0))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
@@ -652,7 +670,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
-        return Err(StoreError::NewerSchema { found: version, known });
+        return Err(StoreError::NewerSchema {
+            found: version,
+            known,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
         let tx = conn.transaction()?;
@@ -683,22 +704,41 @@ fn where_clause(f: &AlertFilter) -> Result<(String, Vec<Value>), StoreError> {
         values.push(v);
         conds.push(cond.replace('?', &format!("?{}", values.len())));
     }
-    let nonempty = |o: &Option<String>| o.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let nonempty = |o: &Option<String>| {
+        o.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
     if let Some(s) = nonempty(&f.severity) {
         let sev: Severity = s
             .parse()
-            .map_err(|e: opensoc_verdict::ParseSeverityError| StoreError::BadFilter(e.to_string()))?;
-        bind(&mut conds, &mut values, "severity = ?", Value::Integer(severity_rank(sev)));
+            .map_err(|e: opensoc_verdict::ParseSeverityError| {
+                StoreError::BadFilter(e.to_string())
+            })?;
+        bind(
+            &mut conds,
+            &mut values,
+            "severity = ?",
+            Value::Integer(severity_rank(sev)),
+        );
     }
     if let Some(s) = nonempty(&f.category) {
-        bind(&mut conds, &mut values, "category = ?", Value::Text(s.to_uppercase()));
+        bind(
+            &mut conds,
+            &mut values,
+            "category = ?",
+            Value::Text(s.to_uppercase()),
+        );
     }
     if let Some(s) = nonempty(&f.technique) {
         let id = s.to_uppercase();
         values.push(Value::Text(id.clone()));
         values.push(Value::Text(format!("{id}.")));
         let (a, b) = (values.len() - 1, values.len());
-        conds.push(format!("(technique_id = ?{a} OR substr(technique_id, 1, length(?{b})) = ?{b})"));
+        conds.push(format!(
+            "(technique_id = ?{a} OR substr(technique_id, 1, length(?{b})) = ?{b})"
+        ));
     }
     if let Some(s) = nonempty(&f.source) {
         bind(&mut conds, &mut values, "source = ?", Value::Text(s));
@@ -723,10 +763,20 @@ fn where_clause(f: &AlertFilter) -> Result<(String, Vec<Value>), StoreError> {
     if f.since.is_some() || f.until.is_some() {
         let c = Connection::open_in_memory()?;
         if let Some(s) = nonempty(&f.since) {
-            bind(&mut conds, &mut values, "received_at >= ?", Value::Integer(parse_time(&c, &s)?));
+            bind(
+                &mut conds,
+                &mut values,
+                "received_at >= ?",
+                Value::Integer(parse_time(&c, &s)?),
+            );
         }
         if let Some(s) = nonempty(&f.until) {
-            bind(&mut conds, &mut values, "received_at <= ?", Value::Integer(parse_time(&c, &s)?));
+            bind(
+                &mut conds,
+                &mut values,
+                "received_at <= ?",
+                Value::Integer(parse_time(&c, &s)?),
+            );
         }
     }
     if let Some(s) = nonempty(&f.q) {
@@ -781,7 +831,9 @@ mod tests {
         let path = dir.path().join("a.db");
         let store = Store::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
-        store.enqueue("api", &[entry("a:1", "one")], 0, None).unwrap();
+        store
+            .enqueue("api", &[entry("a:1", "one")], 0, None)
+            .unwrap();
         drop(store);
         // Reopening keeps the data (no migration runs twice).
         let store = Store::open(&path).unwrap();
@@ -815,7 +867,11 @@ mod tests {
         let acc = store
             .enqueue(
                 "upload:web.log",
-                &[entry("w:1", "GET /?id=1 UNION SELECT"), entry("w:2", "GET /index.html"), entry("w:3", "bash -c")],
+                &[
+                    entry("w:1", "GET /?id=1 UNION SELECT"),
+                    entry("w:2", "GET /index.html"),
+                    entry("w:3", "bash -c"),
+                ],
                 0,
                 None,
             )
@@ -823,38 +879,121 @@ mod tests {
         let first = acc.first.unwrap();
         store
             .record_results(&[
-                (first, Ok(verdict("w:1", "SQL INJECTION", Severity::High, "T1190"))),
-                (first + 1, Ok(verdict("w:2", NO_THREAT, Severity::Low, "T1190"))),
-                (first + 2, Ok(verdict("w:3", "COMMAND INJECTION", Severity::Critical, "T1059.004"))),
+                (
+                    first,
+                    Ok(verdict("w:1", "SQL INJECTION", Severity::High, "T1190")),
+                ),
+                (
+                    first + 1,
+                    Ok(verdict("w:2", NO_THREAT, Severity::Low, "T1190")),
+                ),
+                (
+                    first + 2,
+                    Ok(verdict(
+                        "w:3",
+                        "COMMAND INJECTION",
+                        Severity::Critical,
+                        "T1059.004",
+                    )),
+                ),
             ])
             .unwrap();
         let ids = |f: AlertFilter| -> Vec<String> {
-            store.alerts(&f).unwrap().alerts.into_iter().map(|a| a.entry_id).collect()
+            store
+                .alerts(&f)
+                .unwrap()
+                .alerts
+                .into_iter()
+                .map(|a| a.entry_id)
+                .collect()
         };
         assert_eq!(ids(AlertFilter::default()), ["w:3", "w:2", "w:1"]);
-        assert_eq!(ids(AlertFilter { severity: Some("high".into()), ..Default::default() }), ["w:1"]);
-        assert_eq!(ids(AlertFilter { technique: Some("t1059".into()), ..Default::default() }), ["w:3"]);
-        assert_eq!(ids(AlertFilter { threats_only: Some(true), ..Default::default() }), ["w:3", "w:1"]);
-        assert_eq!(ids(AlertFilter { q: Some("union select".into()), ..Default::default() }), ["w:1"]);
-        assert_eq!(ids(AlertFilter { since: Some("2999-01-01".into()), ..Default::default() }), Vec::<String>::new());
-        assert_eq!(ids(AlertFilter { limit: Some(1), offset: Some(1), ..Default::default() }), ["w:2"]);
+        assert_eq!(
+            ids(AlertFilter {
+                severity: Some("high".into()),
+                ..Default::default()
+            }),
+            ["w:1"]
+        );
+        assert_eq!(
+            ids(AlertFilter {
+                technique: Some("t1059".into()),
+                ..Default::default()
+            }),
+            ["w:3"]
+        );
+        assert_eq!(
+            ids(AlertFilter {
+                threats_only: Some(true),
+                ..Default::default()
+            }),
+            ["w:3", "w:1"]
+        );
+        assert_eq!(
+            ids(AlertFilter {
+                q: Some("union select".into()),
+                ..Default::default()
+            }),
+            ["w:1"]
+        );
+        assert_eq!(
+            ids(AlertFilter {
+                since: Some("2999-01-01".into()),
+                ..Default::default()
+            }),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            ids(AlertFilter {
+                limit: Some(1),
+                offset: Some(1),
+                ..Default::default()
+            }),
+            ["w:2"]
+        );
         assert!(matches!(
-            store.alerts(&AlertFilter { severity: Some("bad".into()), ..Default::default() }),
+            store.alerts(&AlertFilter {
+                severity: Some("bad".into()),
+                ..Default::default()
+            }),
             Err(StoreError::BadFilter(_))
         ));
         assert!(matches!(
-            store.alerts(&AlertFilter { until: Some("yesterday".into()), ..Default::default() }),
+            store.alerts(&AlertFilter {
+                until: Some("yesterday".into()),
+                ..Default::default()
+            }),
             Err(StoreError::BadFilter(_))
         ));
         // A quote in the search is a value, not SQL.
-        assert_eq!(ids(AlertFilter { q: Some("' OR 1=1 --".into()), ..Default::default() }), Vec::<String>::new());
+        assert_eq!(
+            ids(AlertFilter {
+                q: Some("' OR 1=1 --".into()),
+                ..Default::default()
+            }),
+            Vec::<String>::new()
+        );
 
-        let fb = Feedback { review: Review::FalsePositive, threat_type: None, severity: None, note: Some("scanner we run".into()) };
+        let fb = Feedback {
+            review: Review::FalsePositive,
+            threat_type: None,
+            severity: None,
+            note: Some("scanner we run".into()),
+        };
         assert!(store.review(first, &fb).unwrap());
         assert!(!store.review(first + 100, &fb).unwrap());
-        assert_eq!(ids(AlertFilter { status: Some("false_positive".into()), ..Default::default() }), ["w:1"]);
+        assert_eq!(
+            ids(AlertFilter {
+                status: Some("false_positive".into()),
+                ..Default::default()
+            }),
+            ["w:1"]
+        );
         let stats = store.stats().unwrap();
         assert_eq!((stats.analysed, stats.threats), (3, 2));
-        assert_eq!(stats.by_technique, [("T1059.004".to_string(), 1), ("T1190".to_string(), 1)]);
+        assert_eq!(
+            stats.by_technique,
+            [("T1059.004".to_string(), 1), ("T1190".to_string(), 1)]
+        );
     }
 }

@@ -162,7 +162,10 @@ pub fn router(state: AppState, max_body: usize) -> Router {
 }
 
 async fn api_not_found(OriginalUri(uri): OriginalUri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no such endpoint {}", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint {}", uri.path()),
+    )
 }
 
 async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -229,7 +232,10 @@ impl FeedbackBody {
             .note
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty());
-        if note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
+        if note
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
+        {
             return Err(ApiError::bad_request(format!(
                 "note longer than {MAX_NOTE_CHARS} characters"
             )));
@@ -243,8 +249,8 @@ impl FeedbackBody {
             note,
         };
         if review == Review::Relabelled {
-            let name = threat_type
-                .ok_or_else(|| ApiError::bad_request("relabel needs a threat_type"))?;
+            let name =
+                threat_type.ok_or_else(|| ApiError::bad_request("relabel needs a threat_type"))?;
             let ft = Taxonomy::builtin().fine_type(name.trim()).ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "unknown threat type {name:?} (see /api/v1/threat-types)"
@@ -272,7 +278,10 @@ pub(crate) async fn store_review(state: &AppState, id: i64, fb: Feedback) -> Res
         if alert.state != "analysed" {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                format!("alert {id} is {}: it can be reviewed once analysed", alert.state),
+                format!(
+                    "alert {id} is {}: it can be reviewed once analysed",
+                    alert.state
+                ),
             ));
         }
         if !store.review(id, &fb)? {
@@ -318,11 +327,7 @@ pub struct IngestReply {
 
 /// A source name safe to show and to use as an entry-id prefix: printable, short.
 pub(crate) fn source_name(raw: &str) -> String {
-    let cleaned: String = raw
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(100)
-        .collect();
+    let cleaned: String = raw.chars().filter(|c| !c.is_control()).take(100).collect();
     let trimmed = cleaned.trim();
     if trimmed.is_empty() {
         "unnamed".to_owned()

@@ -75,7 +75,6 @@ impl Worker {
             handle,
         }
     }
-
 }
 
 impl Drop for Worker {
@@ -110,7 +109,9 @@ fn run(store: &Store, analyzer: &dyn Analyze, wakeup: &Wakeup, stop: &AtomicBool
         // A panic in the pipeline fails this batch's entries, never the server.
         let mut results = catch_unwind(AssertUnwindSafe(|| analyzer.analyze(input)))
             .unwrap_or_else(|_| vec![Err("the analysis panicked".to_owned()); queued.len()]);
-        results.resize_with(queued.len(), || Err("no result from the pipeline".to_owned()));
+        results.resize_with(queued.len(), || {
+            Err("no result from the pipeline".to_owned())
+        });
         let outcome: Vec<_> = queued
             .iter()
             .zip(results)

@@ -20,13 +20,17 @@ struct Reply {
 
 impl Reply {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 
     /// The JSON error message of a 4xx answer.
     fn error(&self) -> String {
-        assert!(self.status.is_client_error(), "{} {}", self.status, self.body);
+        assert!(
+            self.status.is_client_error(),
+            "{} {}",
+            self.status,
+            self.body
+        );
         self.json()["error"]
             .as_str()
             .unwrap_or_else(|| panic!("no error message: {}", self.body))
@@ -92,22 +96,38 @@ async fn logs_become_alerts_that_can_be_listed_filtered_and_read() {
     let list = get(&app, "/api/v1/alerts").await.json();
     assert_eq!(list["total"], 2);
     // Newest first.
-    assert!(list["alerts"][0]["text"].as_str().unwrap().contains("index.html"));
-    let sqli = get(&app, "/api/v1/alerts?severity=HIGH&source=api:web").await.json();
+    assert!(list["alerts"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("index.html"));
+    let sqli = get(&app, "/api/v1/alerts?severity=HIGH&source=api:web")
+        .await
+        .json();
     assert_eq!(sqli["total"], 1);
     let id = sqli["alerts"][0]["id"].as_i64().unwrap();
     assert_eq!(sqli["alerts"][0]["technique_id"], "T1190");
     assert_eq!(
-        get(&app, "/api/v1/alerts?threats_only=true&limit=1").await.json()["total"],
+        get(&app, "/api/v1/alerts?threats_only=true&limit=1")
+            .await
+            .json()["total"],
         1
     );
-    assert_eq!(get(&app, "/api/v1/alerts?q=index.html").await.json()["total"], 1);
-    assert_eq!(get(&app, "/api/v1/alerts?category=xss").await.json()["total"], 0);
+    assert_eq!(
+        get(&app, "/api/v1/alerts?q=index.html").await.json()["total"],
+        1
+    );
+    assert_eq!(
+        get(&app, "/api/v1/alerts?category=xss").await.json()["total"],
+        0
+    );
 
     let one = get(&app, &format!("/api/v1/alerts/{id}")).await;
     assert_eq!(one.status, StatusCode::OK);
     let one = one.json();
-    assert_eq!(one["verdict"]["threat_type"], "SQL Injection — Union/Boolean SQLi");
+    assert_eq!(
+        one["verdict"]["threat_type"],
+        "SQL Injection — Union/Boolean SQLi"
+    );
     assert_eq!(one["status"], "new");
 
     let stats = get(&app, "/api/v1/stats").await.json();
@@ -125,27 +145,57 @@ async fn bad_requests_get_json_errors() {
     let app = console.router();
 
     // Unknown ids, ids of the wrong type, unknown endpoints.
-    assert_eq!(get(&app, "/api/v1/alerts/999").await.status, StatusCode::NOT_FOUND);
-    assert!(get(&app, "/api/v1/alerts/999").await.error().contains("999"));
-    assert_eq!(get(&app, "/api/v1/alerts/abc").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        get(&app, "/api/v1/alerts/999").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(get(&app, "/api/v1/alerts/999")
+        .await
+        .error()
+        .contains("999"));
+    assert_eq!(
+        get(&app, "/api/v1/alerts/abc").await.status,
+        StatusCode::BAD_REQUEST
+    );
     assert!(!get(&app, "/api/v1/alerts/abc").await.error().is_empty());
-    assert_eq!(get(&app, "/api/v1/nothing").await.status, StatusCode::NOT_FOUND);
-    assert!(get(&app, "/api/v1/nothing").await.error().contains("/api/v1/nothing"));
+    assert_eq!(
+        get(&app, "/api/v1/nothing").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(get(&app, "/api/v1/nothing")
+        .await
+        .error()
+        .contains("/api/v1/nothing"));
 
     // Filters of the wrong type or value.
-    for q in ["limit=abc", "severity=SEVERE", "status=done", "since=yesterday", "threats_only=maybe", "offset=-1"] {
+    for q in [
+        "limit=abc",
+        "severity=SEVERE",
+        "status=done",
+        "since=yesterday",
+        "threats_only=maybe",
+        "offset=-1",
+    ] {
         let r = get(&app, &format!("/api/v1/alerts?{q}")).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.body);
         assert!(!r.error().is_empty());
     }
 
     // Bodies: empty, over the limit, nothing readable.
-    assert_eq!(post_logs(&app, "/api/v1/logs", "").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        post_logs(&app, "/api/v1/logs", "").await.status,
+        StatusCode::BAD_REQUEST
+    );
     let huge = post_logs(&app, "/api/v1/logs", "GET / HTTP/1.1\n".repeat(1000)).await;
     assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(huge.error().contains("size limit"));
     let blank = post_logs(&app, "/api/v1/logs", "\n\n\n").await;
-    assert_eq!(blank.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", blank.body);
+    assert_eq!(
+        blank.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        blank.body
+    );
     assert!(!blank.error().is_empty());
     assert_eq!(console.store().stats().unwrap().entries, 0);
 
@@ -161,10 +211,22 @@ async fn bad_requests_get_json_errors() {
         (r#"{"action": 5}"#, StatusCode::UNPROCESSABLE_ENTITY),
         (r#"{"action": "delete"}"#, StatusCode::BAD_REQUEST),
         (r#"{"action": "relabel"}"#, StatusCode::BAD_REQUEST),
-        (r#"{"action": "relabel", "threat_type": "Made Up"}"#, StatusCode::BAD_REQUEST),
-        (r#"{"action": "relabel", "threat_type": "OS Command Injection Attempt", "severity": "HUGE"}"#, StatusCode::BAD_REQUEST),
-        (r#"{"action": "confirm", "severity": "HIGH"}"#, StatusCode::BAD_REQUEST),
-        (r#"{"action": "confirm", "extra": 1}"#, StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            r#"{"action": "relabel", "threat_type": "Made Up"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            r#"{"action": "relabel", "threat_type": "OS Command Injection Attempt", "severity": "HUGE"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            r#"{"action": "confirm", "severity": "HIGH"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            r#"{"action": "confirm", "extra": 1}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         ("not json", StatusCode::BAD_REQUEST),
     ];
     for (body, status) in cases {
@@ -173,10 +235,15 @@ async fn bad_requests_get_json_errors() {
         assert!(!r.error().is_empty());
     }
     let long_note = format!(r#"{{"action": "confirm", "note": "{}"}}"#, "x".repeat(2001));
-    assert_eq!(post_json(&app, &fb(id), &long_note).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        post_json(&app, &fb(id), &long_note).await.status,
+        StatusCode::BAD_REQUEST
+    );
     let no_type = send(
         &app,
-        Request::post(fb(id)).body(Body::from(r#"{"action":"confirm"}"#)).unwrap(),
+        Request::post(fb(id))
+            .body(Body::from(r#"{"action":"confirm"}"#))
+            .unwrap(),
     )
     .await;
     assert_eq!(no_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
@@ -186,7 +253,10 @@ async fn bad_requests_get_json_errors() {
     let r = post_json(&app, &fb(failed_id), r#"{"action": "confirm"}"#).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
     // None of it changed the alert.
-    assert_eq!(get(&app, &format!("/api/v1/alerts/{id}")).await.json()["status"], "new");
+    assert_eq!(
+        get(&app, &format!("/api/v1/alerts/{id}")).await.json()["status"],
+        "new"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,7 +286,9 @@ async fn feedback_is_stored_and_filterable() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["label_type"], "OS Command Injection Attempt");
     assert_eq!(r.json()["label_severity"], "CRITICAL");
-    let fps = get(&app, "/api/v1/alerts?status=false_positive").await.json();
+    let fps = get(&app, "/api/v1/alerts?status=false_positive")
+        .await
+        .json();
     assert_eq!(fps["total"], 1);
     assert_eq!(fps["alerts"][0]["id"], first);
 }
@@ -251,7 +323,10 @@ async fn a_token_guards_every_request() {
     let r = get(&app, "/api/v1/health").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.error().contains("token"));
-    assert_eq!(post_logs(&app, "/api/v1/logs", WEB_LOG).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        post_logs(&app, "/api/v1/logs", WEB_LOG).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let wrong = Request::get("/api/v1/health")
         .header(header::AUTHORIZATION, "Bearer 0123456789abcdef-tokem")
         .body(Body::empty())
@@ -274,7 +349,10 @@ async fn a_token_guards_every_request() {
             .body(Body::from(format!("token={t}")))
             .unwrap()
     };
-    assert_eq!(send(&app, login("nope")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&app, login("nope")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let ok = send(&app, login(token)).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER);
     let cookie = ok.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
@@ -304,7 +382,31 @@ async fn cross_origin_writes_are_refused() {
     assert!(evil.error().contains("cross-origin"));
     assert_eq!(send(&app, req("null")).await.status, StatusCode::FORBIDDEN);
     assert_eq!(console.store().stats().unwrap().entries, 0);
-    assert_eq!(send(&app, req("http://127.0.0.1:8080")).await.status, StatusCode::ACCEPTED);
+    // Sec-Fetch-Site, where a browser sends it, decides.
+    let fetch = |site: &str| {
+        Request::post("/api/v1/logs")
+            .header("sec-fetch-site", site)
+            .header(header::ORIGIN, "null")
+            .body(Body::from(WEB_LOG))
+            .unwrap()
+    };
+    assert_eq!(
+        send(&app, fetch("cross-site")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&app, fetch("same-site")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(console.store().stats().unwrap().entries, 0);
+    assert_eq!(
+        send(&app, req("http://127.0.0.1:8080")).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        send(&app, fetch("same-origin")).await.status,
+        StatusCode::ACCEPTED
+    );
 }
 
 /// The form token embedded in a page.
@@ -324,22 +426,39 @@ async fn pages_escape_log_text_and_forms_need_their_token() {
     let id = r.json()["first"].as_i64().unwrap();
     wait_analysed(&console);
 
-    for uri in ["/".to_owned(), format!("/alerts/{id}"), "/overview".to_owned()] {
+    for uri in [
+        "/".to_owned(),
+        format!("/alerts/{id}"),
+        "/overview".to_owned(),
+    ] {
         let page = get(&app, &uri).await;
         assert_eq!(page.status, StatusCode::OK, "{uri}");
-        let csp = page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
         assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
         assert_eq!(page.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
-        assert!(!page.body.contains("<script>alert"), "{uri} has a live script");
+        assert!(
+            !page.body.contains("<script>alert"),
+            "{uri} has a live script"
+        );
         assert!(!page.body.contains("<img src=x"), "{uri} has a live tag");
-        assert!(!page.body.contains("<b>evil"), "{uri} has a live source name");
+        assert!(
+            !page.body.contains("<b>evil"),
+            "{uri} has a live source name"
+        );
     }
     let detail = get(&app, &format!("/alerts/{id}")).await.body;
     // Highlighted (the stand-in's signal) and escaped.
-    assert!(detail.contains("<mark title=\"xss\">&lt;script</mark>&gt;alert(document.cookie)"), "{detail}");
+    assert!(
+        detail.contains("<mark title=\"xss\">&lt;script</mark>&gt;alert(document.cookie)"),
+        "{detail}"
+    );
     assert!(detail.contains("https://attack.mitre.org/techniques/T1059/007/"));
     let queue = get(&app, "/").await.body;
-    assert!(queue.contains("&lt;b&gt;evil&lt;&#x2f;b&gt;") || queue.contains("&lt;b&gt;evil&lt;/b&gt;"));
+    assert!(
+        queue.contains("&lt;b&gt;evil&lt;&#x2f;b&gt;") || queue.contains("&lt;b&gt;evil&lt;/b&gt;")
+    );
 
     // A review without the form token is refused; with it, it is stored.
     let form = |body: String| {
@@ -350,19 +469,30 @@ async fn pages_escape_log_text_and_forms_need_their_token() {
     };
     let forged = send(&app, form("_csrf=guess&action=false_positive".into())).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
-    assert_eq!(console.store().alert(id).unwrap().unwrap().status.as_str(), "new");
+    assert_eq!(
+        console.store().alert(id).unwrap().unwrap().status.as_str(),
+        "new"
+    );
     let token = csrf_of(&detail);
     let ok = send(
         &app,
-        form(format!("_csrf={token}&action=false_positive&note=pentest&threat_type=XSS&severity=")),
+        form(format!(
+            "_csrf={token}&action=false_positive&note=pentest&threat_type=XSS&severity="
+        )),
     )
     .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
     let stored = console.store().alert(id).unwrap().unwrap();
     assert_eq!(stored.status.as_str(), "false_positive");
     assert_eq!(stored.note.as_deref(), Some("pentest"));
-    assert!(get(&app, &format!("/alerts/{id}")).await.body.contains("false positive"));
-    assert_eq!(get(&app, "/alerts/99999").await.status, StatusCode::NOT_FOUND);
+    assert!(get(&app, &format!("/alerts/{id}"))
+        .await
+        .body
+        .contains("false positive"));
+    assert_eq!(
+        get(&app, "/alerts/99999").await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(get(&app, "/nowhere").await.status, StatusCode::NOT_FOUND);
 }
 
@@ -380,18 +510,27 @@ async fn an_upload_through_the_form_is_analysed() {
              Content-Type: text/plain\r\n\r\n{WEB_LOG}\r\n--{boundary}--\r\n"
         );
         Request::post("/upload")
-            .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+            .header(
+                header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
             .body(Body::from(body))
             .unwrap()
     };
-    assert_eq!(send(&app, multipart("wrong")).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&app, multipart("wrong")).await.status,
+        StatusCode::FORBIDDEN
+    );
     let r = send(&app, multipart(&token)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.headers[header::LOCATION], "/?source=upload%3Aweb.log");
     wait_analysed(&console);
     let page = get(&app, "/?source=upload:web.log").await.body;
     // The template escapes `/` too.
-    assert!(page.contains("SQL Injection — Union&#x2f;Boolean SQLi"), "{page}");
+    assert!(
+        page.contains("SQL Injection — Union&#x2f;Boolean SQLi"),
+        "{page}"
+    );
     assert!(page.contains("web.log:1"));
     assert!(!page.contains("badge queued"));
 }

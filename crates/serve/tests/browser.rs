@@ -80,7 +80,17 @@ async fn wait_for_text(client: &Client, url: &str, text: &str) -> String {
         if source.contains(text) {
             return source;
         }
-        assert!(Instant::now() < deadline, "{text:?} never showed on {url}");
+        if Instant::now() > deadline {
+            let tail: String = source
+                .chars()
+                .rev()
+                .take(3000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            panic!("{text:?} never showed on {url}; the page ends with:\n{tail}");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -137,7 +147,24 @@ async fn upload_review_and_xss_in_a_real_browser() {
         .unwrap();
     // The upload lands on the queue filtered to the file; the page refreshes while the
     // model works.
-    let queue = wait_for_text(&client, &format!("{base}/"), "SQL Injection — Union/Boolean SQLi").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = client.current_url().await.unwrap();
+        if url.query().is_some_and(|q| q.contains("source=upload")) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let page = client.source().await.unwrap_or_default();
+            panic!("the upload did not return to the queue ({url}):\n{page}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let queue = wait_for_text(
+        &client,
+        &format!("{base}/"),
+        "SQL Injection — Union/Boolean SQLi",
+    )
+    .await;
     assert!(queue.contains("web.log:1"));
     assert!(!queue.contains("badge queued"), "entries still queued");
     assert_no_script_ran(&client).await;
@@ -157,28 +184,72 @@ async fn upload_review_and_xss_in_a_real_browser() {
     let body = client.find(Locator::Css("body")).await.unwrap();
     body.send_keys("j").await.unwrap();
     body.send_keys("j").await.unwrap();
-    body.send_keys(&String::from(char::from(Key::Enter))).await.unwrap();
+    body.send_keys(&String::from(char::from(Key::Enter)))
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !client.current_url().await.unwrap().path().starts_with("/alerts/") {
+    while !client
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .starts_with("/alerts/")
+    {
         assert!(Instant::now() < deadline, "Enter did not open the alert");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let url = client.current_url().await.unwrap();
     let id: i64 = url.path().trim_start_matches("/alerts/").parse().unwrap();
-    let raw = client.find(Locator::Id("raw")).await.unwrap().text().await.unwrap();
-    assert!(raw.contains("<script>window.xssRan=1;alert(1)</script>"), "{raw}");
-    let marked = client.find(Locator::Css("#raw mark")).await.unwrap().text().await.unwrap();
+    let raw = client
+        .find(Locator::Id("raw"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.contains("<script>window.xssRan=1;alert(1)</script>"),
+        "{raw}"
+    );
+    let marked = client
+        .find(Locator::Css("#raw mark"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(marked, "<script");
     assert_no_script_ran(&client).await;
     save_screenshot(&client, "console-alert.png").await;
 
-    client.find(Locator::Id("note")).await.unwrap().send_keys("our own test page").await.unwrap();
-    client.find(Locator::Id("false-positive")).await.unwrap().click().await.unwrap();
-    let status = client.find(Locator::Id("alert-status")).await.unwrap().text().await.unwrap();
+    client
+        .find(Locator::Id("note"))
+        .await
+        .unwrap()
+        .send_keys("our own test page")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("false-positive"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = client
+        .find(Locator::Id("alert-status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(status, "false positive");
 
     // In the queue and in the database.
-    client.goto(&format!("{base}/?status=false_positive")).await.unwrap();
+    client
+        .goto(&format!("{base}/?status=false_positive"))
+        .await
+        .unwrap();
     let rows = client.find_all(Locator::Css("tr.alert-row")).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].text().await.unwrap().contains("false positive"));

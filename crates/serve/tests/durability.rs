@@ -20,21 +20,22 @@ const PORT_ENV: &str = "OPENSOC_SERVE_TEST_PORT_FILE";
 #[test]
 #[ignore = "the server process of `acknowledged_entries_survive_kill_9`"]
 fn server_process() {
-    let (Some(db), Some(port_file)) = (std::env::var_os(DB_ENV), std::env::var_os(PORT_ENV))
-    else {
+    let (Some(db), Some(port_file)) = (std::env::var_os(DB_ENV), std::env::var_os(PORT_ENV)) else {
         panic!("run by acknowledged_entries_survive_kill_9 only");
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let config = opensoc_serve::ServeConfig::new(db);
-        let console =
-            opensoc_serve::Console::open(config, Arc::new(common::StandIn)).unwrap();
+        let console = opensoc_serve::Console::open(config, Arc::new(common::StandIn)).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let tmp = Path::new(&port_file).with_extension("tmp");
         std::fs::write(&tmp, port.to_string()).unwrap();
         std::fs::rename(&tmp, &port_file).unwrap();
-        console.serve(listener, std::future::pending()).await.unwrap();
+        console
+            .serve(listener, std::future::pending())
+            .await
+            .unwrap();
     });
 }
 
@@ -119,8 +120,16 @@ fn acknowledged_entries_survive_kill_9() {
     child.wait().unwrap();
     let outcome = sender.join().unwrap();
     let acked: Vec<usize> = (0..400).filter(|r| outcome.get(r) == Some(&true)).collect();
-    let unanswered: Vec<usize> = outcome.iter().filter(|(_, a)| !**a).map(|(r, _)| *r).collect();
-    assert!(acked.len() >= 3, "too few requests before the kill: {}", acked.len());
+    let unanswered: Vec<usize> = outcome
+        .iter()
+        .filter(|(_, a)| !**a)
+        .map(|(r, _)| *r)
+        .collect();
+    assert!(
+        acked.len() >= 3,
+        "too few requests before the kill: {}",
+        acked.len()
+    );
     assert!(acked.len() < 400, "the kill came after the last request");
 
     // Restart on the same database; the client retries what was not answered.
@@ -160,7 +169,10 @@ fn acknowledged_entries_survive_kill_9() {
         let (text, state) = row.unwrap();
         assert_eq!(state, "analysed");
         for marker in text.split("marker=").skip(1) {
-            let m: String = marker.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            let m: String = marker
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
             *seen.entry(m).or_default() += 1;
         }
     }
@@ -168,7 +180,12 @@ fn acknowledged_entries_survive_kill_9() {
     for req in &expected {
         for l in 0..LINES {
             let m = format!("r{req}l{l}");
-            assert_eq!(seen.get(&m), Some(&1), "{m} stored {:?} times", seen.get(&m));
+            assert_eq!(
+                seen.get(&m),
+                Some(&1),
+                "{m} stored {:?} times",
+                seen.get(&m)
+            );
         }
     }
     assert_eq!(seen.len(), expected.len() * LINES, "markers from nowhere");
