@@ -39,7 +39,25 @@ fn server_process() {
     });
 }
 
-fn start_server(db: &Path, port_file: &Path) -> (Child, u16) {
+/// The server process; killed (and reaped) when dropped, should an assertion fail first.
+struct Server(Child);
+
+impl Server {
+    /// SIGKILL, then reap it.
+    fn kill(&mut self) {
+        self.0.kill().expect("SIGKILL the server");
+        self.0.wait().expect("reap the server");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(db: &Path, port_file: &Path) -> (Server, u16) {
     let _ = std::fs::remove_file(port_file);
     let child = Command::new(std::env::current_exe().unwrap())
         .args(["server_process", "--exact", "--ignored", "--nocapture"])
@@ -49,6 +67,7 @@ fn start_server(db: &Path, port_file: &Path) -> (Child, u16) {
         .stderr(Stdio::null())
         .spawn()
         .expect("server process starts");
+    let child = Server(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(text) = std::fs::read_to_string(port_file) {
@@ -116,8 +135,7 @@ fn acknowledged_entries_survive_kill_9() {
         })
     };
     std::thread::sleep(Duration::from_millis(400));
-    child.kill().expect("SIGKILL the server");
-    child.wait().unwrap();
+    child.kill();
     let outcome = sender.join().unwrap();
     let acked: Vec<usize> = (0..400).filter(|r| outcome.get(r) == Some(&true)).collect();
     let unanswered: Vec<usize> = outcome
@@ -155,8 +173,7 @@ fn acknowledged_entries_survive_kill_9() {
         assert!(Instant::now() < deadline, "still queued: {stats}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 
     // Count every marker in the database: each acknowledged (and retried) line once.
     let conn = rusqlite::Connection::open(&db).unwrap();
