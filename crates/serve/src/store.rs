@@ -630,7 +630,10 @@ impl Store {
                     _ => s.failed += n,
                 }
             }
-            let threat = format!("state = 'analysed' AND IFNULL(category, '') != '{NO_THREAT}'");
+            // An alert the analyst called a false positive is no threat.
+            let threat = format!(
+                "state = 'analysed' AND status != 'false_positive' AND IFNULL(category, '') != '{NO_THREAT}'"
+            );
             s.threats = c.query_row(
                 &format!("SELECT COUNT(*) FROM entries WHERE {threat}"),
                 [],
@@ -990,10 +993,8 @@ mod tests {
             ["w:1"]
         );
         let stats = store.stats().unwrap();
-        assert_eq!((stats.analysed, stats.threats), (3, 2));
-        assert_eq!(
-            stats.by_technique,
-            [("T1059.004".to_string(), 1), ("T1190".to_string(), 1)]
-        );
+        // The false positive no longer counts as a threat.
+        assert_eq!((stats.analysed, stats.threats), (3, 1));
+        assert_eq!(stats.by_technique, [("T1059.004".to_string(), 1)]);
     }
 }
