@@ -20,13 +20,14 @@ impl Drop for Server {
 }
 
 /// Starts `opensoc serve` on a free loopback port; returns it with its base URL.
-fn serve(model: &std::path::Path, db: &std::path::Path) -> (Server, String) {
+fn serve(model: &std::path::Path, db: &std::path::Path, extra: &[&str]) -> (Server, String) {
     let mut child = opensoc()
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(db)
         .arg("--model")
         .arg(model)
         .args(["--weights", "as-stored", "--no-narrative", "--no-fast-path"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -80,7 +81,7 @@ fn a_relabel_in_the_console_retrains_the_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let db = dir.path().join("alerts.db");
-    let (server, url) = serve(&model, &db);
+    let (server, url) = serve(&model, &db, &[]);
     let agent = agent();
 
     // Bad bind: beyond loopback without a token is refused before any model loads.
@@ -211,4 +212,69 @@ fn a_relabel_in_the_console_retrains_the_verdict() {
     assert_eq!(v.len(), 1, "{}", String::from_utf8_lossy(&after.stderr));
     assert_ne!(before, label);
     assert_eq!(v[0]["threat_type"], label, "before training: {before}");
+}
+
+#[test]
+fn followed_files_and_syslog_feed_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let db = dir.path().join("alerts.db");
+    let followed = dir.path().join("app.log");
+    std::fs::write(&followed, "").unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    drop(udp);
+    let syslog = format!("127.0.0.1:{port}");
+    let (server, url) = serve(
+        &model,
+        &db,
+        &[
+            "--follow",
+            followed.to_str().unwrap(),
+            "--syslog-udp",
+            &syslog,
+            "--no-group",
+        ],
+    );
+    let agent = agent();
+
+    std::fs::write(
+        &followed,
+        "Nov 30 10:00:01 web01 app[1]: followed line one\n",
+    )
+    .unwrap();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender
+        .send_to(
+            b"<13>Nov 30 10:00:02 web01 app[2]: syslog message one",
+            &syslog,
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let alerts = loop {
+        let page = get_json(&agent, &format!("{url}/api/v1/alerts?state=analysed"));
+        if page["total"] == 2 {
+            break page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "live entries not analysed: {page}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut sources: Vec<String> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["source"].as_str().unwrap().to_owned())
+        .collect();
+    sources.sort();
+    assert_eq!(
+        sources,
+        [
+            followed.display().to_string(),
+            format!("syslog/udp/{syslog}")
+        ]
+    );
+    drop(server);
 }

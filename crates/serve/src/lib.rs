@@ -207,11 +207,11 @@ pub fn pump_intake(
                 _ => break,
             }
         }
-        // Entries ids name their origin (`syslog/udp/ADDR:N`, `path:LINE`); the source
-        // column keeps the part before the position for the queue's filter.
+        // The source column holds the origin (`syslog/udp/ADDR`, the file's path) for
+        // the queue's filter.
         let mut by_source: Vec<(String, Vec<Entry>)> = Vec::new();
         for e in batch {
-            let source = live_source(&e.id);
+            let source = e.location.origin.to_string();
             match by_source.iter_mut().find(|(s, _)| *s == source) {
                 Some((_, v)) => v.push(e),
                 None => by_source.push((source, vec![e])),
@@ -222,17 +222,6 @@ pub fn pump_intake(
         }
     }
     Ok(())
-}
-
-/// `syslog/udp/127.0.0.1:5514:17` -> `syslog/udp/127.0.0.1:5514`; `/var/log/a.log:3-9` ->
-/// `/var/log/a.log`.
-fn live_source(entry_id: &str) -> String {
-    match entry_id.rsplit_once(':') {
-        Some((head, tail)) if tail.chars().all(|c| c.is_ascii_digit() || c == '-') => {
-            head.to_owned()
-        }
-        _ => entry_id.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -249,16 +238,6 @@ mod tests {
         assert!(check_bind(any, None).is_err());
         assert!(check_bind(any, Some("")).is_err());
         assert!(check_bind(any, Some("a-long-enough-token")).is_ok());
-    }
-
-    #[test]
-    fn live_sources_drop_the_position() {
-        assert_eq!(
-            live_source("syslog/udp/127.0.0.1:5514:17"),
-            "syslog/udp/127.0.0.1:5514"
-        );
-        assert_eq!(live_source("/var/log/a.log:3-9"), "/var/log/a.log");
-        assert_eq!(live_source("odd"), "odd");
     }
 
     #[test]
