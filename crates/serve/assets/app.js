@@ -1,5 +1,5 @@
 // OpenSOC console: keyboard navigation in the alert queue, row clicks, and a refresh
-// while entries wait for the model. No inline script (the CSP forbids it).
+// (through the API) while entries wait for the model. No inline script (the CSP forbids it).
 (function () {
   "use strict";
   var rows = Array.prototype.slice.call(document.querySelectorAll("tr.alert-row"));
@@ -39,12 +39,21 @@
     row.addEventListener("focus", function () { if (current !== i) select(i); });
   });
 
-  // Entries still waiting for the model: look again in a few seconds, unless the analyst
-  // is in the middle of something.
+  // Entries still waiting for the model: ask the API how many are left, and reload when
+  // that changes, unless the analyst is in the middle of something.
   var counts = document.getElementById("counts");
   if (counts && Number(counts.dataset.queued) > 0) {
-    window.setTimeout(function () {
-      if (!typing(document.activeElement) && current < 0) window.location.reload();
-    }, 3000);
+    var shown = Number(counts.dataset.queued);
+    var poll = window.setInterval(function () {
+      fetch("/api/v1/stats", { headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (stats) {
+          if (!stats || stats.queued === shown) return;
+          if (typing(document.activeElement) || current >= 0) return;
+          window.clearInterval(poll);
+          window.location.reload();
+        })
+        .catch(function () {});
+    }, 1500);
   }
 })();

@@ -9,7 +9,8 @@ use opensoc_verdict::{parse_answer, DetectorHit, Verdict};
 
 /// Judges by keywords, the way a model would be expected to: UNION SELECT is SQL
 /// injection, `<script` is XSS, anything else is normal. Marks the keyword as a detector
-/// signal so the page has a span to highlight. Entries containing `PANIC` panic.
+/// signal so the page has a span to highlight. Entries containing `PANIC` panic, `FAIL`
+/// fail, and `slow-backend` take 1.5 s (a model at work, for the page's refresh).
 pub struct StandIn;
 
 const SQLI: &str = "THREAT_TYPE: SQL Injection — Union/Boolean SQLi\nMITRE_TECHNIQUE: T1190 (Exploit Public-Facing Application)\nMITRE_TACTIC: Initial Access\nSEVERITY: HIGH\nRISK_SCORE: 82\nEVIDENCE: UNION SELECT in a parameter\nIMPACT: Data theft.\nRECOMMENDATION: Block the source.";
@@ -47,6 +48,9 @@ impl Analyze for StandIn {
         entries
             .into_iter()
             .map(|(id, text)| {
+                if text.contains("slow-backend") {
+                    std::thread::sleep(std::time::Duration::from_millis(1500));
+                }
                 if text.contains("PANIC") {
                     panic!("stand-in told to panic");
                 }
