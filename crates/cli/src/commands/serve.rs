@@ -98,6 +98,10 @@ pub fn run(args: Args) -> Result<Outcome> {
     if args.max_body_mib == 0 {
         bail!("--max-body-mib must be at least 1");
     }
+    // Bound before the model loads: a port in use is reported at once.
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("listening on {}", args.listen))?;
+    listener.set_nonblocking(true)?;
 
     let adapter = args.adapter.select(args.model.as_deref())?;
     let mut model = load_model(args.model.as_deref(), args.weights.into(), false)?;
@@ -151,9 +155,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         .context("starting the async runtime")?;
     let stop = Arc::new(AtomicBool::new(false));
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         eprintln!(
             "OpenSOC console on http://{addr}/ (alerts in {}); Ctrl-C stops",
