@@ -10,6 +10,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -118,26 +119,38 @@ fn acknowledged_entries_survive_kill_9() {
         .http_status_as_error(false)
         .build()
         .into();
-    // Requests from a second thread; the main thread kills the server mid-stream.
+    // Requests from a second thread; the main thread kills the server mid-stream, once
+    // some requests were answered.
+    let answered = Arc::new(AtomicUsize::new(0));
     let sender = {
-        let agent = agent.clone();
+        let (agent, answered) = (agent.clone(), answered.clone());
         std::thread::spawn(move || {
             let mut outcome: HashMap<usize, bool> = HashMap::new();
-            for req in 0..400 {
+            for req in 0..2000 {
                 let acked = matches!(post(&agent, port, req, LINES), Ok(200 | 202));
                 outcome.insert(req, acked);
                 if !acked {
                     // The server is gone: this request may or may not have been stored.
                     break;
                 }
+                answered.fetch_add(1, Ordering::Relaxed);
             }
             outcome
         })
     };
-    std::thread::sleep(Duration::from_millis(400));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answered.load(Ordering::Relaxed) < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the server answered too few requests"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     child.kill();
     let outcome = sender.join().unwrap();
-    let acked: Vec<usize> = (0..400).filter(|r| outcome.get(r) == Some(&true)).collect();
+    let acked: Vec<usize> = (0..2000)
+        .filter(|r| outcome.get(r) == Some(&true))
+        .collect();
     let unanswered: Vec<usize> = outcome
         .iter()
         .filter(|(_, a)| !**a)
