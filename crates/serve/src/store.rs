@@ -199,7 +199,7 @@ pub struct Alert {
 
 /// Queue filters, shared by the page and `GET /api/v1/alerts`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AlertFilter {
     pub severity: Option<String>,
     pub category: Option<String>,

@@ -174,6 +174,7 @@ async fn bad_requests_get_json_errors() {
         "status=done",
         "since=yesterday",
         "threats_only=maybe",
+        "serverity=HIGH",
         "offset=-1",
     ] {
         let r = get(&app, &format!("/api/v1/alerts?{q}")).await;
