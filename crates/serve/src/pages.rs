@@ -142,7 +142,7 @@ pub async fn queue(
     };
     let store = state.0.store.clone();
     let f = filter.clone();
-    let data = blocking(move || Ok((store.alerts(&f)?, store.sources()?, store.stats()?))).await;
+    let data = blocking(move || Ok((store.alerts(&f)?, store.sources()?, store.counts()?))).await;
     let (page, sources, stats) = match data {
         Ok(d) => d,
         Err(e) => return error_page(&state, e),

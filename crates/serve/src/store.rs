@@ -73,6 +73,13 @@ const MIGRATIONS: &[&str] = &[
         note TEXT
     );
     "#,
+    // 2: the overview's counts read this index alone, not the rows with their text and
+    // verdict (about ten times faster at 100,000 entries; docs/API.md).
+    r#"
+    CREATE INDEX entries_overview
+        ON entries(state, status, category, severity, technique_id, received_at);
+    CREATE INDEX entries_source ON entries(source);
+    "#,
 ];
 
 /// Severity as stored: an integer so that filters and sorting follow its order.
@@ -617,28 +624,19 @@ impl Store {
         })
     }
 
+    /// The totals only (entries, queued, analysed, failed, threats): the queue page's line.
+    pub fn counts(&self) -> Result<Stats, StoreError> {
+        self.read(|c| {
+            let mut s = Stats::default();
+            totals(c, &mut s)?;
+            Ok(s)
+        })
+    }
+
     pub fn stats(&self) -> Result<Stats, StoreError> {
         self.read(|c| {
             let mut s = Stats::default();
-            let mut stmt = c.prepare("SELECT state, COUNT(*) FROM entries GROUP BY state")?;
-            for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-                let (state, n) = row?;
-                s.entries += n;
-                match state.as_str() {
-                    "queued" => s.queued = n,
-                    "analysed" => s.analysed = n,
-                    _ => s.failed += n,
-                }
-            }
-            // An alert the analyst called a false positive is no threat.
-            let threat = format!(
-                "state = 'analysed' AND status != 'false_positive' AND IFNULL(category, '') != '{NO_THREAT}'"
-            );
-            s.threats = c.query_row(
-                &format!("SELECT COUNT(*) FROM entries WHERE {threat}"),
-                [],
-                |r| r.get(0),
-            )?;
+            let threat = totals(c, &mut s)?;
             let group = |sql: &str| -> Result<Vec<(String, i64)>, StoreError> {
                 let mut stmt = c.prepare(sql)?;
                 let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
@@ -667,6 +665,30 @@ impl Store {
             Ok(s)
         })
     }
+}
+
+/// Fills the totals of `s`; returns the SQL condition for "a threat".
+fn totals(c: &Connection, s: &mut Stats) -> Result<String, StoreError> {
+    let mut stmt = c.prepare_cached("SELECT state, COUNT(*) FROM entries GROUP BY state")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (state, n) = row?;
+        s.entries += n;
+        match state.as_str() {
+            "queued" => s.queued = n,
+            "analysed" => s.analysed = n,
+            _ => s.failed += n,
+        }
+    }
+    // An alert the analyst called a false positive is no threat.
+    let threat = format!(
+        "state = 'analysed' AND status != 'false_positive' AND IFNULL(category, '') != '{NO_THREAT}'"
+    );
+    s.threats = c.query_row(
+        &format!("SELECT COUNT(*) FROM entries WHERE {threat}"),
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(threat)
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

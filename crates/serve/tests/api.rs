@@ -84,7 +84,7 @@ async fn logs_become_alerts_that_can_be_listed_filtered_and_read() {
     let health = get(&app, "/api/v1/health").await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.json()["status"], "ok");
-    assert_eq!(health.json()["schema_version"], 1);
+    assert_eq!(health.json()["schema_version"], 2);
 
     let r = post_logs(&app, "/api/v1/logs?source=web", WEB_LOG).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
