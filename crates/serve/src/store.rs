@@ -874,6 +874,38 @@ mod tests {
     }
 
     #[test]
+    fn a_database_of_an_older_schema_is_migrated_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // What the first release wrote: migration 1 only, with an entry.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO entries (received_at, source, entry_id, text, events)
+                 VALUES (1, 'api', 'a:1', 'old entry', 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let page = store.alerts(&AlertFilter::default()).unwrap();
+        assert_eq!(page.alerts[0].text, "old entry");
+        let indexes: i64 = store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'entries_overview'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(indexes, 1);
+    }
+
+    #[test]
     fn an_idempotency_key_stores_a_request_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("a.db")).unwrap();
