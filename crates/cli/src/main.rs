@@ -40,6 +40,10 @@ enum Command {
     Corpus(commands::corpus::Args),
     /// Export verdicts for other tools: an ATT&CK Navigator layer.
     Export(commands::export::Args),
+    /// The analyst's console: web page, HTTP API and SQLite alert store (docs/API.md).
+    Serve(commands::serve::Args),
+    /// The console's reviews (confirmed, relabelled, false positive) as training records.
+    Feedback(commands::serve::FeedbackArgs),
 }
 
 /// candle works its default thread count out anew on every call (on Linux from
@@ -84,6 +88,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Corpus(args) => commands::corpus::run(args),
         Command::Export(args) => commands::export::run(args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Feedback(args) => commands::serve::export_feedback(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
