@@ -56,7 +56,10 @@ fn a_repeated_event_reuses_the_verdict_with_its_own_ids_and_signals() {
     let cache_arg = cache.to_str().expect("utf-8 path");
     let (first, stderr) = run(&model, &["--cache", cache_arg]);
     assert_eq!(first.len(), 4, "{stderr}");
-    assert!(stderr.contains("1 decided by the fast path, 2 from the cache"), "{stderr}");
+    assert!(
+        stderr.contains("1 decided by the fast path, 2 from the cache"),
+        "{stderr}"
+    );
     let by_model = &first[0];
     assert_eq!(by_model["id"], "-:1");
     assert!(by_model.get("cache").is_none());
@@ -72,13 +75,19 @@ fn a_repeated_event_reuses_the_verdict_with_its_own_ids_and_signals() {
         let signals = v["signals"].as_array().expect("signals");
         assert!(!signals.is_empty());
         for s in signals {
-            let (start, end) = (s["start"].as_u64().unwrap() as usize, s["end"].as_u64().unwrap() as usize);
+            let (start, end) = (
+                s["start"].as_u64().unwrap() as usize,
+                s["end"].as_u64().unwrap() as usize,
+            );
             assert!(input[start..end].contains("UNION"), "{s}");
         }
     }
     // A second run asks the model nothing it saw before.
     let (second, stderr) = run(&model, &["--cache", cache_arg]);
-    assert!(stderr.contains("1 decided by the fast path, 3 from the cache"), "{stderr}");
+    assert!(
+        stderr.contains("1 decided by the fast path, 3 from the cache"),
+        "{stderr}"
+    );
     assert_eq!(second[0]["cache"]["hits"], 3);
     for key in DECIDED {
         assert_eq!(second[0][key], by_model[key], "{key}");
@@ -90,7 +99,10 @@ fn no_cache_asks_the_model_every_time_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = tiny_model(dir.path());
     let (vs, stderr) = run(&model, &[]);
-    assert!(stderr.contains("1 decided by the fast path, 0 from the cache"), "{stderr}");
+    assert!(
+        stderr.contains("1 decided by the fast path, 0 from the cache"),
+        "{stderr}"
+    );
     assert!(vs.iter().all(|v| v.get("cache").is_none()));
     let models: Vec<_> = vs.iter().filter(|v| v["decided_by"] == "model").collect();
     assert_eq!(models.len(), 3);
@@ -106,6 +118,9 @@ fn a_corrupt_cache_file_is_rebuilt_with_a_warning() {
     std::fs::write(&cache, vec![0x5a; 8192]).unwrap();
     let (vs, stderr) = run(&model, &["--cache", cache.to_str().unwrap()]);
     assert_eq!(vs.len(), 4);
-    assert!(stderr.contains("was unreadable") && stderr.contains("started anew"), "{stderr}");
+    assert!(
+        stderr.contains("was unreadable") && stderr.contains("started anew"),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 from the cache"), "{stderr}");
 }

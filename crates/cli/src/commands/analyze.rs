@@ -12,7 +12,7 @@ use opensoc_ingest::{Entry, GroupingConfig, Intake, IntakeConfig, Source, Stats,
 use opensoc_report::{terminal_safe, Format, VerdictWriter};
 use opensoc_sinks::{ForwardConfig, ForwardTarget, Outputs, SiemFormat, SiemWriter, VerdictSink};
 
-use super::pipeline::{self, By, CacheArgs, Done, Pipeline};
+use super::pipeline::{self, By, CacheArgs, Done, Pipeline, Reorder};
 use super::{
     load_model, prepare_for_analysis, progress_bar, AdapterArgs, TechniqueArgs, TriageArgs, Weights,
 };
@@ -266,8 +266,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     // --- verdict cache: keyed by everything that decides a model verdict ---
     let cache = match args.cache.open(args.quiet)? {
         Some(cache) => {
-            let settings = format!(
-                "grammar={} narrative={} beam={} follows={} bounds={} max_input={} max_new={} weights={:?}",
+            let settings = pipeline::settings(
                 !args.unconstrained,
                 !args.no_narrative,
                 args.technique.beam,
@@ -275,7 +274,7 @@ pub fn run(args: Args) -> Result<Outcome> {
                 !args.triage.no_bounds,
                 args.max_input_tokens,
                 args.max_new_tokens,
-                args.weights,
+                &format!("{:?}", args.weights),
             );
             let context = pipeline::cache_context(
                 pipeline::model_identity(args.model.as_deref()),
@@ -309,10 +308,15 @@ pub fn run(args: Args) -> Result<Outcome> {
 
     // Fast-path and cache answers are written as soon as their entry is read; only
     // model work is batched, and a batch waits at most BATCH_WAIT for more entries.
+    // A file's verdicts keep the input's order; a live stream's come as they are ready.
     let mut pipeline = Pipeline::new(&analyzer, cache, args.min_confidence, args.batch);
+    let mut reorder = Reorder::new(!live);
     let mut queued_since: Option<Instant> = None;
     let mut write = |done: Done, tally: &mut Tally| -> Result<()> {
-        write_done(done, &mut writer, tally, &progress)
+        for d in reorder.push(done) {
+            write_done(d, &mut writer, tally, &progress)?;
+        }
+        Ok(())
     };
     loop {
         let mut ended = false;
@@ -366,6 +370,9 @@ pub fn run(args: Args) -> Result<Outcome> {
     }
     pipeline.finish();
     drop(write);
+    for d in reorder.drain() {
+        write_done(d, &mut writer, &mut tally, &progress)?;
+    }
     writer.finish()?;
     progress.finish_and_clear();
     finish(&args, &intake, &tally, &stop, started)
@@ -378,7 +385,9 @@ fn write_done(
     tally: &mut Tally,
     progress: &indicatif::ProgressBar,
 ) -> Result<()> {
-    let Done { entry, result, by } = done;
+    let Done {
+        entry, result, by, ..
+    } = done;
     match result {
         Ok(mut verdict) => {
             if entry.cut_bytes > 0 {

@@ -120,6 +120,23 @@ pub fn cache_context(model: String, adapter: String, settings: String) -> CacheC
     }
 }
 
+/// The analysis settings that change a model verdict, as the cache key holds them.
+#[allow(clippy::too_many_arguments)] // one value per setting, named at the call
+pub fn settings(
+    constrained: bool,
+    narrative: bool,
+    beam: usize,
+    technique_follows_type: bool,
+    bounds: bool,
+    max_input_tokens: usize,
+    max_new_tokens: usize,
+    weights: &str,
+) -> String {
+    format!(
+        "grammar={constrained} narrative={narrative} beam={beam} follows={technique_follows_type} bounds={bounds} max_input={max_input_tokens} max_new={max_new_tokens} weights={weights}"
+    )
+}
+
 /// Who answered an entry.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum By {
@@ -133,11 +150,51 @@ pub struct Done {
     pub entry: Entry,
     pub result: Result<Verdict, AnalyzeError>,
     pub by: By,
+    /// Position of the entry in the input (0, 1, ...).
+    pub seq: u64,
 }
 
 struct Queued {
     entry: Entry,
     key: Option<EntryKey>,
+    seq: u64,
+}
+
+/// Puts answers back in input order (files and stdin, where nobody waits on one entry);
+/// a live stream passes them through as they come.
+pub struct Reorder {
+    ordered: bool,
+    next: u64,
+    held: std::collections::BTreeMap<u64, Done>,
+}
+
+impl Reorder {
+    pub fn new(ordered: bool) -> Reorder {
+        Reorder {
+            ordered,
+            next: 0,
+            held: Default::default(),
+        }
+    }
+
+    /// The answers that may be written now.
+    pub fn push(&mut self, done: Done) -> Vec<Done> {
+        if !self.ordered {
+            return vec![done];
+        }
+        self.held.insert(done.seq, done);
+        let mut out = Vec::new();
+        while let Some(d) = self.held.remove(&self.next) {
+            self.next += 1;
+            out.push(d);
+        }
+        out
+    }
+
+    /// Whatever is still held (after a stop), in order.
+    pub fn drain(&mut self) -> Vec<Done> {
+        std::mem::take(&mut self.held).into_values().collect()
+    }
 }
 
 /// The routing of entries between the fast path, the cache and the model.
@@ -154,6 +211,8 @@ pub struct Pipeline<'a> {
     waiting: Vec<Queued>,
     /// Model calls made (entries sent to the model).
     pub model_calls: u64,
+    /// Entries pushed so far.
+    seen: u64,
 }
 
 impl<'a> Pipeline<'a> {
@@ -172,6 +231,7 @@ impl<'a> Pipeline<'a> {
             queued_keys: HashSet::new(),
             waiting: Vec::new(),
             model_calls: 0,
+            seen: 0,
         }
     }
 
@@ -194,15 +254,19 @@ impl<'a> Pipeline<'a> {
     /// Routes one entry: its verdict at once (fast path, cache), or `None` when it was
     /// queued for the model.
     pub fn push(&mut self, entry: Entry) -> Option<Done> {
+        let seq = self.seen;
+        self.seen += 1;
+        self.route(entry, seq)
+    }
+
+    fn route(&mut self, entry: Entry, seq: u64) -> Option<Done> {
         let assessment = self.analyzer.triage().assess(&entry.text);
-        if let Some(v) = self
-            .analyzer
-            .fast_path(&entry.id, &entry.text, &assessment)
-        {
+        if let Some(v) = self.analyzer.fast_path(&entry.id, &entry.text, &assessment) {
             return Some(Done {
                 entry,
                 result: Ok(v),
                 by: By::FastPath,
+                seq,
             });
         }
         let key = self
@@ -224,20 +288,21 @@ impl<'a> Pipeline<'a> {
                         entry,
                         result: Ok(v),
                         by: By::Cache,
+                        seq,
                     });
                 }
                 Ok(None) => {}
                 Err(e) => self.drop_cache(e),
             }
             if self.queued_keys.contains(k.digest()) {
-                self.waiting.push(Queued { entry, key });
+                self.waiting.push(Queued { entry, key, seq });
                 return None;
             }
         }
         if let Some(k) = &key {
             self.queued_keys.insert(k.digest().to_string());
         }
-        self.queued.push(Queued { entry, key });
+        self.queued.push(Queued { entry, key, seq });
         None
     }
 
@@ -270,14 +335,12 @@ impl<'a> Pipeline<'a> {
                 entry: q.entry,
                 result,
                 by: By::Model,
+                seq: q.seq,
             });
         }
         // Those whose twin failed (or was not stored) go to the next batch.
         for w in std::mem::take(&mut self.waiting) {
-            match self.push(w.entry) {
-                Some(d) => done.push(d),
-                None => {}
-            }
+            done.extend(self.route(w.entry, w.seq));
         }
         done
     }
