@@ -478,17 +478,19 @@ impl Pattern {
 }
 
 /// [`Pattern`]'s two forms for a set of patterns.
+/// On non-ASCII text the patterns run one at a time: a Unicode set would run on the
+/// PikeVM over all patterns at once, while each pattern alone runs on the bounded
+/// backtracker, several times faster on the short values of a record. Same answer.
 struct PatternSet {
-    unicode: RegexSet,
     ascii: RegexSet,
 }
 
 impl PatternSet {
-    fn is_match(&self, text: &str) -> bool {
+    fn is_match(&self, text: &str, members: &[(Rule, Pattern)]) -> bool {
         if text.is_ascii() {
             self.ascii.is_match(text)
         } else {
-            self.unicode.is_match(text)
+            members.iter().any(|(_, p)| p.unicode.is_match(text))
         }
     }
 }
@@ -595,14 +597,37 @@ static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
             })
             .collect(),
         any: PatternSet {
-            unicode: RegexSet::new(RULES.iter().map(|r| r.3)).expect("detector patterns are valid"),
-            ascii: RegexSet::new(RULES.iter().map(|r| ascii_form(r.3)))
+            // A lazy DFA cache big enough for the whole set: with the default size the
+            // set thrashes it and falls back to the PikeVM on every value.
+            ascii: regex::RegexSetBuilder::new(RULES.iter().map(|r| ascii_form(r.3)))
+                .dfa_size_limit(64 << 20)
+                .build()
                 .expect("detector patterns are valid"),
         },
         injection: compile(INJECTION_PATTERN),
         auth_failure: compile(AUTH_FAILURE_PATTERN),
     }
 });
+
+/// Values longer than this are not remembered (payloads are long and rarely repeat).
+const MEMO_MAX_VALUE: usize = 512;
+/// Values remembered per place; the memory is emptied when full.
+const MEMO_ENTRIES: usize = 4096;
+
+/// A signal a value raised, without its span.
+#[derive(Clone)]
+struct MemoHit {
+    class: Class,
+    rule: &'static str,
+    text: String,
+    decoded: bool,
+}
+
+thread_local! {
+    /// Per place (`Place as usize`): value -> the hits it raised.
+    static MEMO: std::cell::RefCell<[std::collections::HashMap<String, Vec<MemoHit>>; 4]> =
+        std::cell::RefCell::new(Default::default());
+}
 
 /// Collects the signals of one record.
 struct Detector<'a> {
@@ -641,16 +666,53 @@ impl Detector<'_> {
         });
     }
 
-    /// Runs the payload rules (and libinjection) on one value.
+    /// Runs the payload rules (and libinjection) on one value. What a value raises
+    /// depends on the value and its place only, and user agents, referers and paths repeat
+    /// from line to line: the hits of recent short values are remembered (per thread)
+    /// and replayed at the new span, which gives the same signals as running the rules.
     fn value(&mut self, raw: &str, span: (usize, usize), place: Place) {
         if raw.is_empty() {
             return;
         }
+        if raw.len() > MEMO_MAX_VALUE {
+            return self.value_uncached(raw, span, place);
+        }
+        let remembered = MEMO.with(|m| m.borrow()[place as usize].get(raw).cloned());
+        let hits = match remembered {
+            Some(hits) => hits,
+            None => {
+                let mut scratch = Vec::new();
+                Detector { out: &mut scratch }.value_uncached(raw, span, place);
+                let hits: Vec<MemoHit> = scratch
+                    .into_iter()
+                    .map(|s| MemoHit {
+                        class: s.class,
+                        rule: s.rule,
+                        text: s.text,
+                        decoded: s.decoded,
+                    })
+                    .collect();
+                MEMO.with(|m| {
+                    let map = &mut m.borrow_mut()[place as usize];
+                    if map.len() >= MEMO_ENTRIES {
+                        map.clear();
+                    }
+                    map.insert(raw.to_string(), hits.clone());
+                });
+                hits
+            }
+        };
+        for h in &hits {
+            self.push(h.class, h.rule, span, &h.text, h.decoded);
+        }
+    }
+
+    fn value_uncached(&mut self, raw: &str, span: (usize, usize), place: Place) {
         let decoded = decode(raw, place == Place::Query);
         let was_encoded = decoded != raw;
         let canon = canonical(&decoded);
         let c = &*COMPILED;
-        if c.any.is_match(&canon) {
+        if c.any.is_match(&canon, &c.rules) {
             for (rule, re) in &c.rules {
                 if rule.places.contains(&place) && re.is_match(&canon) {
                     self.push(rule.class, rule.name, span, &decoded, was_encoded);
@@ -658,7 +720,7 @@ impl Detector<'_> {
             }
         }
         // Shells drop quotes and escapes inside words: `wh''oami`, `/etc/pa[s]swd`.
-        if let Some(sq) = squeezed(&canon).filter(|sq| c.any.is_match(sq)) {
+        if let Some(sq) = squeezed(&canon).filter(|sq| c.any.is_match(sq, &c.rules)) {
             for (rule, re) in &c.rules {
                 let shell_rule = matches!(
                     rule.class,
@@ -891,7 +953,10 @@ mod ascii_form_tests {
         assert_eq!(ascii_form(r"\bselect\b"), r"(?-u:\b)select(?-u:\b)");
         assert_eq!(ascii_form(r"[\w.-]+\s"), r"[[:word:].-]+[[:space:]]");
         assert_eq!(ascii_form(r"[^\d\]]\\b"), r"[^[:digit:]\]]\\b");
-        assert_eq!(ascii_form(r"[]a][[:alpha:]\W]"), r"[]a][[:alpha:][:^word:]]");
+        assert_eq!(
+            ascii_form(r"[]a][[:alpha:]\W]"),
+            r"[]a][[:alpha:][:^word:]]"
+        );
         assert_eq!(ascii_form(r"\x{2018}\.\B"), r"\x{2018}\.(?-u:\B)");
     }
 
@@ -923,15 +988,14 @@ mod ascii_form_tests {
         let c = &*COMPILED;
         let mut hits = 0;
         for text in texts.iter().filter(|t| t.is_ascii()) {
-            assert_eq!(
-                c.any.unicode.is_match(text),
-                c.any.ascii.is_match(text),
-                "{text}"
-            );
-            for (rule, p) in c.rules.iter().map(|(r, p)| (r.name, p)).chain([
-                ("injection", &c.injection),
-                ("auth", &c.auth_failure),
-            ]) {
+            let any_unicode = c.rules.iter().any(|(_, p)| p.unicode.is_match(text));
+            assert_eq!(any_unicode, c.any.ascii.is_match(text), "{text}");
+            for (rule, p) in c
+                .rules
+                .iter()
+                .map(|(r, p)| (r.name, p))
+                .chain([("injection", &c.injection), ("auth", &c.auth_failure)])
+            {
                 let u: Vec<_> = p.unicode.find_iter(text).map(|m| m.range()).collect();
                 let a: Vec<_> = p.ascii.find_iter(text).map(|m| m.range()).collect();
                 assert_eq!(u, a, "{rule} on {text}");
