@@ -328,7 +328,7 @@ def main():
     b.add_argument("--ssh-bursts", type=int, default=10)
     b.add_argument("--scan-bursts", type=int, default=6)
     b.add_argument("--single-attacks", type=int, default=100)
-    b.add_argument("--benign-sample", type=int, default=100)
+    b.add_argument("--benign-sample", type=int, default=50)
     c = sub.add_parser("compare")
     c.add_argument("--out", required=True)
     c.add_argument("--run", default="cold", help="the day run's verdicts: cold or warm")

@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opensoc_attack::{Catalog, Taxonomy};
+use opensoc_ingest::Format;
 use opensoc_triage::{Assessment, Route};
 use opensoc_verdict::Verdict;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -172,17 +173,29 @@ impl EntryKey {
     /// The key of an entry, or `None` when it is not cacheable: incidents and blocks
     /// (their counts, rates and durations are evidence), entries the fast path decides
     /// (they never reach the model), and records whose variable parts this crate cannot
-    /// tell from the rest.
+    /// tell from the rest. The record's format is the one triage found in the text.
     pub fn new(context: &CacheContext, text: &str, assessment: &Assessment) -> Option<EntryKey> {
+        EntryKey::with_format(context, assessment.format, text, assessment)
+    }
+
+    /// [`EntryKey::new`] for a record whose format the intake knows better than the text
+    /// alone says: a W3C (IIS) line is only recognised with its file's `#Fields:` header,
+    /// which triage, reading the line alone, does not see.
+    pub fn with_format(
+        context: &CacheContext,
+        format: Format,
+        text: &str,
+        assessment: &Assessment,
+    ) -> Option<EntryKey> {
         if assessment.records != 1 || !matches!(assessment.route, Route::Model(_)) {
             return None;
         }
         let Normalized {
             text: normal,
             slots,
-        } = normalize(assessment.format, text)?;
+        } = normalize(format, text)?;
         let mut h = context.digest();
-        h.update(assessment.format.name().as_bytes());
+        h.update(format.name().as_bytes());
         h.update([0]);
         // Detector hits are part of the key (not their offsets, which move with the
         // masked values): a large response or a scanner agent changes the verdict's bounds.

@@ -269,10 +269,14 @@ impl<'a> Pipeline<'a> {
                 seq,
             });
         }
-        let key = self
-            .cache
-            .as_ref()
-            .and_then(|(_, ctx)| EntryKey::new(ctx, &entry.text, &assessment));
+        let key = self.cache.as_ref().and_then(|(_, ctx)| {
+            let format = if entry.incident.is_none() {
+                entry.format
+            } else {
+                assessment.format
+            };
+            EntryKey::with_format(ctx, format, &entry.text, &assessment)
+        });
         if let (Some(k), Some((cache, _))) = (&key, self.cache.as_mut()) {
             match cache.lookup(k) {
                 Ok(Some(hit)) => {
