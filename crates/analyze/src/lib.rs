@@ -120,6 +120,11 @@ impl Analyzer {
         &self.model
     }
 
+    /// The triage step (detectors and fast-path rules) this analyzer applies.
+    pub fn triage(&self) -> &Triage {
+        &self.config.triage
+    }
+
     /// Shortens `text` to at most `max_input_tokens` tokens. Where detectors hit, the
     /// cut keeps the text around the hits (and the record's start and end) and drops what
     /// lies between, so padding cannot push a payload out of what the model reads; else
@@ -255,8 +260,9 @@ impl Analyzer {
         results.into_iter().flatten().collect()
     }
 
-    /// The verdict of an entry that a fast-path rule decides, without the model.
-    fn fast_path(&self, id: &str, text: &str, assessment: &Assessment) -> Option<Verdict> {
+    /// The verdict of an entry that a fast-path rule decides, without the model; `None`
+    /// when `assessment` routes it to the model.
+    pub fn fast_path(&self, id: &str, text: &str, assessment: &Assessment) -> Option<Verdict> {
         let Route::FastPath { rule } = &assessment.route else {
             return None;
         };
@@ -372,6 +378,30 @@ impl Analyzer {
         check_grounding(&mut v);
         v
     }
+}
+
+/// The verdict of entry `id` (`text`, assessed as `assessment`) from the decided fields
+/// of a verdict the model gave an equivalent entry (the verdict cache): the new entry's id
+/// and input, its own detector signals, its evidence checked against its own text, and
+/// `needs_review` by the caller's confidence threshold.
+pub fn verdict_from_cached(
+    id: &str,
+    text: &str,
+    cached: &Verdict,
+    assessment: &Assessment,
+    min_confidence: Option<f32>,
+) -> Verdict {
+    let mut v = cached.clone();
+    v.id = id.to_string();
+    v.input = text.to_string();
+    v.signals.clear();
+    // Re-derived below for this entry's text.
+    v.warnings
+        .retain(|w| !w.starts_with("evidence quotes ") && !w.contains("imitates the analyst"));
+    v.needs_review = matches!((min_confidence, v.confidence), (Some(min), Some(c)) if c < min);
+    check_grounding(&mut v);
+    annotate(&mut v, assessment);
+    v
 }
 
 /// Adds triage's detector hits to a verdict; text that imitates the analyst's prompt or
@@ -556,6 +586,50 @@ mod tests {
         // A hit longer than half the budget is itself shortened, never the edges lost.
         let (kept, _) = keep_around(&text, 0, text.len(), 256);
         assert!(kept.len() < 400);
+    }
+
+    #[test]
+    fn a_cached_verdict_is_rebound_to_the_new_entry() {
+        let line = |ip: &str| {
+            format!(
+                r#"{ip} - - [12/Nov/2026:09:14:02 +0000] "GET /p.php?id=1%27%20OR%201=1-- HTTP/1.1" 200 51 "-" "curl/8""#
+            )
+        };
+        let (old, new) = (line("203.0.113.5"), line("198.51.100.77"));
+        let triage = Triage::builtin();
+        let mut cached = Verdict::from_answer(
+            "a.log:1".into(),
+            old.clone(),
+            "raw".into(),
+            Answer::default(),
+        );
+        cached.threat_type = Some("SQL Injection — Boolean-based SQLi".into());
+        cached.category = Some("SQL INJECTION".into());
+        cached.technique_id = Some("T1190".into());
+        cached.severity = Some(Severity::High);
+        cached.risk_score = Some(80);
+        cached.confidence = Some(0.6);
+        cached.decided_by = Some("model".into());
+        // Evidence quoting the old client: grounded there, not in the new entry.
+        cached.evidence = Some("request \"203.0.113.5\" sent a tautology".into());
+        annotate(&mut cached, &triage.assess(&old));
+        let a = triage.assess(&new);
+        let v = verdict_from_cached("b.log:9", &new, &cached, &a, Some(0.8));
+        assert_eq!((v.id.as_str(), v.input.as_str()), ("b.log:9", new.as_str()));
+        assert_eq!(v.threat_type, cached.threat_type);
+        assert_eq!((v.severity, v.risk_score), (Some(Severity::High), Some(80)));
+        assert!(v.needs_review, "confidence 0.6 is under 0.8");
+        // Signals point into the new input.
+        assert!(!v.signals.is_empty());
+        let starts = |hits: &[DetectorHit]| hits.iter().map(|s| s.start).collect::<Vec<_>>();
+        let expected: Vec<usize> = a.signals.iter().map(|s| s.start).collect();
+        assert_eq!(starts(&v.signals), expected);
+        assert_ne!(v.signals[0].start, cached.signals[0].start);
+        assert!(
+            v.warnings.iter().any(|w| w.contains("203.0.113.5")),
+            "{:?}",
+            v.warnings
+        );
     }
 
     #[test]

@@ -457,19 +457,154 @@ const INJECTION_PATTERN: &str = r"(?i)\b(threat_type|mitre_technique|mitre_tacti
 /// Auth failures in syslog-style messages.
 const AUTH_FAILURE_PATTERN: &str = r"(?i)failed password|authentication failure|invalid user|failed publickey|maximum authentication attempts|failed login|login incorrect|did not receive identification|bad protocol version|connection closed by authenticating user|break-in attempt|incorrect password attempt|user not in sudoers|not in sudoers|authentication failed|auth(entication)? (error|failed)|logon failure";
 
+/// A detector pattern compiled twice: as written (Unicode), and in ASCII mode over bytes.
+/// On ASCII text both match exactly the same spans (word boundaries, classes and case
+/// folding differ only on non-ASCII characters), and the ASCII form runs on the lazy DFA:
+/// the Unicode form's `\b` makes the DFA give up on any haystack and fall back to the
+/// PikeVM, a hundred times slower. Non-ASCII text keeps the Unicode form.
+struct Pattern {
+    unicode: Regex,
+    ascii: Regex,
+}
+
+impl Pattern {
+    fn is_match(&self, text: &str) -> bool {
+        if text.is_ascii() {
+            self.ascii.is_match(text)
+        } else {
+            self.unicode.is_match(text)
+        }
+    }
+
+    /// Byte spans of the matches, leftmost first.
+    fn find_iter(&self, text: &str) -> Vec<(usize, usize)> {
+        if text.is_ascii() {
+            self.ascii
+                .find_iter(text)
+                .map(|m| (m.start(), m.end()))
+                .collect()
+        } else {
+            self.unicode
+                .find_iter(text)
+                .map(|m| (m.start(), m.end()))
+                .collect()
+        }
+    }
+
+    fn find(&self, text: &str) -> Option<(usize, usize)> {
+        if text.is_ascii() {
+            self.ascii.find(text).map(|m| (m.start(), m.end()))
+        } else {
+            self.unicode.find(text).map(|m| (m.start(), m.end()))
+        }
+    }
+}
+
+/// [`Pattern`]'s two forms for a set of patterns.
+/// On non-ASCII text the patterns run one at a time: a Unicode set would run on the
+/// PikeVM over all patterns at once, while each pattern alone runs on the bounded
+/// backtracker, several times faster on the short values of a record. Same answer.
+struct PatternSet {
+    ascii: RegexSet,
+}
+
+impl PatternSet {
+    fn is_match(&self, text: &str, members: &[(Rule, Pattern)]) -> bool {
+        if text.is_ascii() {
+            self.ascii.is_match(text)
+        } else {
+            members.iter().any(|(_, p)| p.unicode.is_match(text))
+        }
+    }
+}
+
+/// The form of a pattern for ASCII haystacks: Perl classes and word boundaries in their
+/// ASCII meaning (`\b` -> `(?-u:\b)`, `\w` -> `[[:word:]]`, inside a class `[:word:]`),
+/// everything else as written. On ASCII text it matches exactly what the pattern matches.
+pub(crate) fn ascii_form(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars().peekable();
+    // Depth of `[...]` classes; `at_class_start` is set right after `[` or `[^`, where
+    // a `]` is a literal.
+    let mut depth = 0usize;
+    let mut at_class_start = false;
+    while let Some(c) = chars.next() {
+        let starting = at_class_start;
+        at_class_start = false;
+        match c {
+            '\\' => {
+                let Some(n) = chars.next() else {
+                    out.push(c);
+                    break;
+                };
+                let posix = match n {
+                    'w' => Some("word"),
+                    's' => Some("space"),
+                    'd' => Some("digit"),
+                    'W' => Some("^word"),
+                    'S' => Some("^space"),
+                    'D' => Some("^digit"),
+                    _ => None,
+                };
+                match (posix, depth > 0, n) {
+                    (Some(p), true, _) => out.push_str(&format!("[:{p}:]")),
+                    (Some(p), false, _) => out.push_str(&format!("[[:{p}:]]")),
+                    (None, false, 'b') => out.push_str("(?-u:\\b)"),
+                    (None, false, 'B') => out.push_str("(?-u:\\B)"),
+                    _ => {
+                        out.push(c);
+                        out.push(n);
+                    }
+                }
+            }
+            '[' => {
+                if depth > 0 && chars.peek() == Some(&':') {
+                    // A POSIX class inside a class: copy through `:]`.
+                    out.push(c);
+                    let mut prev = ' ';
+                    for n in chars.by_ref() {
+                        out.push(n);
+                        if prev == ':' && n == ']' {
+                            break;
+                        }
+                        prev = n;
+                    }
+                    continue;
+                }
+                depth += 1;
+                out.push(c);
+                at_class_start = true;
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+            }
+            ']' if depth > 0 && !starting => {
+                depth -= 1;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 struct Compiled {
-    rules: Vec<(Rule, Regex)>,
+    rules: Vec<(Rule, Pattern)>,
     /// All rule patterns at once: most values match none, and one pass says so.
-    any: RegexSet,
-    injection: Regex,
-    auth_failure: Regex,
+    any: PatternSet,
+    injection: Pattern,
+    auth_failure: Pattern,
 }
 
 // The patterns are constants of this file and `rules_compile` tests each of them, so a
 // failure here is a programming error, not bad input.
 #[allow(clippy::expect_used)]
 static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
-    let compile = |p: &str| Regex::new(p).expect("detector patterns are valid (tested)");
+    let compile = |p: &str| Pattern {
+        unicode: Regex::new(p).expect("detector patterns are valid (tested)"),
+        ascii: Regex::new(&ascii_form(p)).expect("detector patterns are valid (tested)"),
+    };
     Compiled {
         rules: RULES
             .iter()
@@ -484,11 +619,38 @@ static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
                 )
             })
             .collect(),
-        any: RegexSet::new(RULES.iter().map(|r| r.3)).expect("detector patterns are valid"),
+        any: PatternSet {
+            // A lazy DFA cache big enough for the whole set: with the default size the
+            // set thrashes it and falls back to the PikeVM on every value.
+            ascii: regex::RegexSetBuilder::new(RULES.iter().map(|r| ascii_form(r.3)))
+                .dfa_size_limit(64 << 20)
+                .build()
+                .expect("detector patterns are valid"),
+        },
         injection: compile(INJECTION_PATTERN),
         auth_failure: compile(AUTH_FAILURE_PATTERN),
     }
 });
+
+/// Values longer than this are not remembered (payloads are long and rarely repeat).
+const MEMO_MAX_VALUE: usize = 512;
+/// Values remembered per place; the memory is emptied when full.
+const MEMO_ENTRIES: usize = 4096;
+
+/// A signal a value raised, without its span.
+#[derive(Clone)]
+struct MemoHit {
+    class: Class,
+    rule: &'static str,
+    text: String,
+    decoded: bool,
+}
+
+thread_local! {
+    /// Per place (`Place as usize`): value -> the hits it raised.
+    static MEMO: std::cell::RefCell<[std::collections::HashMap<String, Vec<MemoHit>>; 4]> =
+        std::cell::RefCell::new(Default::default());
+}
 
 /// Collects the signals of one record.
 struct Detector<'a> {
@@ -527,16 +689,53 @@ impl Detector<'_> {
         });
     }
 
-    /// Runs the payload rules (and libinjection) on one value.
+    /// Runs the payload rules (and libinjection) on one value. What a value raises
+    /// depends on the value and its place only, and user agents, referers and paths repeat
+    /// from line to line: the hits of recent short values are remembered (per thread)
+    /// and replayed at the new span, which gives the same signals as running the rules.
     fn value(&mut self, raw: &str, span: (usize, usize), place: Place) {
         if raw.is_empty() {
             return;
         }
+        if raw.len() > MEMO_MAX_VALUE {
+            return self.value_uncached(raw, span, place);
+        }
+        let remembered = MEMO.with(|m| m.borrow()[place as usize].get(raw).cloned());
+        let hits = match remembered {
+            Some(hits) => hits,
+            None => {
+                let mut scratch = Vec::new();
+                Detector { out: &mut scratch }.value_uncached(raw, span, place);
+                let hits: Vec<MemoHit> = scratch
+                    .into_iter()
+                    .map(|s| MemoHit {
+                        class: s.class,
+                        rule: s.rule,
+                        text: s.text,
+                        decoded: s.decoded,
+                    })
+                    .collect();
+                MEMO.with(|m| {
+                    let map = &mut m.borrow_mut()[place as usize];
+                    if map.len() >= MEMO_ENTRIES {
+                        map.clear();
+                    }
+                    map.insert(raw.to_string(), hits.clone());
+                });
+                hits
+            }
+        };
+        for h in &hits {
+            self.push(h.class, h.rule, span, &h.text, h.decoded);
+        }
+    }
+
+    fn value_uncached(&mut self, raw: &str, span: (usize, usize), place: Place) {
         let decoded = decode(raw, place == Place::Query);
         let was_encoded = decoded != raw;
         let canon = canonical(&decoded);
         let c = &*COMPILED;
-        if c.any.is_match(&canon) {
+        if c.any.is_match(&canon, &c.rules) {
             for (rule, re) in &c.rules {
                 if rule.places.contains(&place) && re.is_match(&canon) {
                     self.push(rule.class, rule.name, span, &decoded, was_encoded);
@@ -544,7 +743,7 @@ impl Detector<'_> {
             }
         }
         // Shells drop quotes and escapes inside words: `wh''oami`, `/etc/pa[s]swd`.
-        if let Some(sq) = squeezed(&canon).filter(|sq| c.any.is_match(sq)) {
+        if let Some(sq) = squeezed(&canon).filter(|sq| c.any.is_match(sq, &c.rules)) {
             for (rule, re) in &c.rules {
                 let shell_rule = matches!(
                     rule.class,
@@ -659,9 +858,15 @@ impl Detector<'_> {
     fn message(&mut self, text: &str, base: usize) {
         let span = (base, base + text.len());
         let c = &*COMPILED;
-        if let Some(m) = c.auth_failure.find(text) {
-            let at = (base + m.start(), base + m.end());
-            self.push(Class::AuthFailure, "auth-failure", at, m.as_str(), false);
+        if let Some((start, end)) = c.auth_failure.find(text) {
+            let at = (base + start, base + end);
+            self.push(
+                Class::AuthFailure,
+                "auth-failure",
+                at,
+                &text[start..end],
+                false,
+            );
         }
         self.value(text, span, Place::Message);
         // URLs inside a message (proxy logs, application logs) are requests too.
@@ -750,15 +955,76 @@ pub(crate) fn record_signals(base: usize, record: &str, out: &mut Vec<Signal>) -
         }
     }
     let c = &*COMPILED;
-    for m in c.injection.find_iter(record) {
-        let span = (base + m.start(), base + m.end());
+    for (start, end) in c.injection.find_iter(record) {
         d.push(
             Class::LogInjection,
             "log-injection",
-            span,
-            m.as_str(),
+            (base + start, base + end),
+            &record[start..end],
             false,
         );
     }
     ev
+}
+
+#[cfg(test)]
+mod ascii_form_tests {
+    use super::*;
+
+    #[test]
+    fn ascii_form_rewrites_only_perl_classes_and_boundaries() {
+        assert_eq!(ascii_form(r"\bselect\b"), r"(?-u:\b)select(?-u:\b)");
+        assert_eq!(ascii_form(r"[\w.-]+\s"), r"[[:word:].-]+[[:space:]]");
+        assert_eq!(ascii_form(r"[^\d\]]\\b"), r"[^[:digit:]\]]\\b");
+        assert_eq!(
+            ascii_form(r"[]a][[:alpha:]\W]"),
+            r"[]a][[:alpha:][:^word:]]"
+        );
+        assert_eq!(ascii_form(r"\x{2018}\.\B"), r"\x{2018}\.(?-u:\B)");
+    }
+
+    /// On ASCII text each pattern's two forms find the same spans: the fast form never
+    /// changes a decision. Checked on every corpus input, decoded as the detectors see it.
+    #[test]
+    fn both_forms_agree_on_the_corpus() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/corpus");
+        let mut texts = Vec::new();
+        for split in ["train.jsonl", "validation.jsonl"] {
+            let Ok(data) = std::fs::read_to_string(root.join(split)) else {
+                continue;
+            };
+            for line in data.lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let input = v["input"].as_str().unwrap_or_default();
+                for part in input.split(['\n', ' ', '?', '&', '"']) {
+                    let canon = canonical(&decode(part, true));
+                    if canon.is_ascii() {
+                        texts.push(canon);
+                    }
+                }
+                texts.push(input.to_string());
+            }
+        }
+        assert!(texts.len() > 10_000, "corpus not found: {}", texts.len());
+        let c = &*COMPILED;
+        let mut hits = 0;
+        for text in texts.iter().filter(|t| t.is_ascii()) {
+            let any_unicode = c.rules.iter().any(|(_, p)| p.unicode.is_match(text));
+            assert_eq!(any_unicode, c.any.ascii.is_match(text), "{text}");
+            for (rule, p) in c
+                .rules
+                .iter()
+                .map(|(r, p)| (r.name, p))
+                .chain([("injection", &c.injection), ("auth", &c.auth_failure)])
+            {
+                let u: Vec<_> = p.unicode.find_iter(text).map(|m| m.range()).collect();
+                let a: Vec<_> = p.ascii.find_iter(text).map(|m| m.range()).collect();
+                assert_eq!(u, a, "{rule} on {text}");
+                hits += u.len();
+            }
+        }
+        assert!(hits > 1000, "{hits}");
+    }
 }

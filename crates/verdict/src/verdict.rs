@@ -118,6 +118,16 @@ pub struct Verdict {
     /// Detector hits in the entry, with byte offsets in `input`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signals: Vec<DetectorHit>,
+    /// Set when the verdict's decided fields were reused from the verdict cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheUse>,
+}
+
+/// How a verdict came from the verdict cache (`opensoc-cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheUse {
+    /// Entries that reused this cached verdict so far, this one included.
+    pub hits: u64,
 }
 
 /// One detector hit on the entry (see `opensoc-triage`).
@@ -161,6 +171,7 @@ impl Verdict {
             decided_by: None,
             fast_path_rule: None,
             signals: Vec::new(),
+            cache: None,
         }
     }
 }

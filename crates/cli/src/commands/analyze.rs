@@ -12,6 +12,7 @@ use opensoc_ingest::{Entry, GroupingConfig, Intake, IntakeConfig, Source, Stats,
 use opensoc_report::{terminal_safe, Format, VerdictWriter};
 use opensoc_sinks::{ForwardConfig, ForwardTarget, Outputs, SiemFormat, SiemWriter, VerdictSink};
 
+use super::pipeline::{self, By, CacheArgs, Done, Pipeline, Reorder};
 use super::{
     load_model, prepare_for_analysis, progress_bar, AdapterArgs, TechniqueArgs, TriageArgs, Weights,
 };
@@ -96,6 +97,10 @@ pub struct Args {
     /// No progress bar or summary on stderr.
     #[arg(long, short)]
     quiet: bool,
+    // --- verdict cache (docs/CACHE.md) ---
+    #[command(flatten)]
+    cache: CacheArgs,
+    // --- end verdict cache ---
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -172,12 +177,19 @@ struct Tally {
     failed_events: u64,
     /// Analysed entries that the fast path decided without the model.
     fast_path: u64,
+    /// Analysed entries answered from the verdict cache.
+    cache_hits: u64,
 }
 
 fn counters_line(stats: &Stats, tally: &Tally) -> String {
     format!(
-        "intake: {stats}; analysed {} entries ({} events; {} by the fast path), failed {} ({} events)",
-        tally.analysed, tally.analysed_events, tally.fast_path, tally.failed, tally.failed_events
+        "intake: {stats}; analysed {} entries ({} events; {} by the fast path, {} from the cache), failed {} ({} events)",
+        tally.analysed,
+        tally.analysed_events,
+        tally.fast_path,
+        tally.cache_hits,
+        tally.failed,
+        tally.failed_events
     )
 }
 
@@ -252,6 +264,29 @@ pub fn run(args: Args) -> Result<Outcome> {
             ..AnalyzerConfig::default()
         },
     )?;
+    // --- verdict cache: keyed by everything that decides a model verdict ---
+    let cache = match args.cache.open(args.quiet)? {
+        Some(cache) => {
+            let settings = pipeline::settings(
+                !args.unconstrained,
+                !args.no_narrative,
+                args.technique.beam,
+                !args.technique.free,
+                !args.triage.no_bounds,
+                args.max_input_tokens,
+                args.max_new_tokens,
+                &format!("{:?}", args.weights),
+            );
+            let context = pipeline::cache_context(
+                pipeline::model_identity(args.model.as_deref()),
+                pipeline::adapter_identity(adapter.as_ref(), args.adapter.merge)?,
+                settings,
+            );
+            Some((cache, context))
+        }
+        None => None,
+    };
+    // --- end verdict cache ---
 
     let stdout = std::io::stdout();
     let siem =
@@ -272,69 +307,118 @@ pub fn run(args: Args) -> Result<Outcome> {
 
     let progress = progress_bar(None, args.quiet);
 
-    let batch_size = args.batch.max(1);
-    let mut ended = false;
-    while !ended {
-        let next = first.take().or_else(|| {
-            next_entry(&intake, &stop, || {
+    // Fast-path and cache answers are written as soon as their entry is read; only
+    // model work is batched, and a batch waits at most BATCH_WAIT for more entries.
+    // A file's verdicts keep the input's order; a live stream's come as they are ready.
+    let mut pipeline = Pipeline::new(&analyzer, cache, args.min_confidence, args.batch);
+    let mut reorder = Reorder::new(!live);
+    let mut queued_since: Option<Instant> = None;
+    let mut write = |done: Done, tally: &mut Tally| -> Result<()> {
+        for d in reorder.push(done) {
+            write_done(d, &mut writer, tally, &progress)?;
+        }
+        Ok(())
+    };
+    loop {
+        let mut ended = false;
+        let next = if let Some(e) = first.take() {
+            Some(e)
+        } else if pipeline.queued() == 0 {
+            let e = next_entry(&intake, &stop, || {
                 progress.suspend(|| print_stats(&intake, &tally))
-            })
-        });
-        let Some(first_entry) = next else { break };
-        let mut batch = vec![first_entry];
-        // Join what is queued, waiting only briefly: a quiet stream is not held back.
-        while batch.len() < batch_size && !stop.load(Ordering::Relaxed) {
-            match intake.next_timeout(BATCH_WAIT) {
-                Ok(Some(entry)) => batch.push(entry),
-                Ok(None) => {
-                    ended = true;
-                    break;
-                }
-                Err(Timeout) => break,
-            }
-        }
-        let entries: Vec<(String, String)> = batch
-            .iter()
-            .map(|e| (e.id.clone(), e.text.clone()))
-            .collect();
-        progress.set_message(terminal_safe(&batch[0].id).into_owned());
-        // A signal arriving now lets this batch finish: its verdicts are written below.
-        for (result, entry) in analyzer.analyze_batch(&entries).into_iter().zip(&batch) {
-            match result {
-                Ok(mut verdict) => {
-                    if entry.cut_bytes > 0 {
-                        verdict.warnings.insert(
-                            0,
-                            format!(
-                                "input cut at intake: {} bytes removed from the middle of the record",
-                                entry.cut_bytes
-                            ),
-                        );
+            });
+            ended = e.is_none();
+            e
+        } else {
+            let waited = queued_since.map_or(BATCH_WAIT, |t| t.elapsed());
+            if waited >= BATCH_WAIT || stop.load(Ordering::Relaxed) {
+                None
+            } else {
+                match intake.next_timeout(BATCH_WAIT - waited) {
+                    Ok(Some(entry)) => Some(entry),
+                    Ok(None) => {
+                        ended = true;
+                        None
                     }
-                    progress.suspend(|| {
-                        for w in &verdict.warnings {
-                            tracing::warn!(id = %verdict.id, "{w}");
-                        }
-                        writer.write(&verdict)
-                    })?;
-                    tally.analysed += 1;
-                    tally.analysed_events += entry.events as u64;
-                    tally.fast_path +=
-                        u64::from(verdict.decided_by.as_deref() == Some("fast-path"));
-                }
-                Err(err) => {
-                    progress.suspend(|| tracing::warn!("{err}"));
-                    tally.failed += 1;
-                    tally.failed_events += entry.events as u64;
+                    Err(Timeout) => None,
                 }
             }
-            progress.inc(1);
+        };
+        if let Some(entry) = next {
+            progress.set_message(terminal_safe(&entry.id).into_owned());
+            match pipeline.push(entry) {
+                Some(done) => write(done, &mut tally)?,
+                None => {
+                    queued_since.get_or_insert_with(Instant::now);
+                }
+            }
+            if !pipeline.batch_full() {
+                continue;
+            }
         }
+        // A full batch, a quiet moment, the end or a stop: run the model on what waits.
+        // A signal arriving now lets this batch finish: its verdicts are written below.
+        for done in pipeline.run_model() {
+            write(done, &mut tally)?;
+        }
+        queued_since = (pipeline.queued() > 0).then(Instant::now);
         progress.suspend(|| print_stats(&intake, &tally));
+        if ended || stop.load(Ordering::Relaxed) {
+            if pipeline.queued() == 0 {
+                break;
+            }
+        }
+    }
+    pipeline.finish();
+    drop(write);
+    for d in reorder.drain() {
+        write_done(d, &mut writer, &mut tally, &progress)?;
     }
     writer.finish()?;
     progress.finish_and_clear();
     finish(&args, &intake, &tally, &stop, started)
+}
+
+/// Writes one answered entry and counts it.
+fn write_done(
+    done: Done,
+    writer: &mut Outputs,
+    tally: &mut Tally,
+    progress: &indicatif::ProgressBar,
+) -> Result<()> {
+    let Done {
+        entry, result, by, ..
+    } = done;
+    match result {
+        Ok(mut verdict) => {
+            if entry.cut_bytes > 0 {
+                verdict.warnings.insert(
+                    0,
+                    format!(
+                        "input cut at intake: {} bytes removed from the middle of the record",
+                        entry.cut_bytes
+                    ),
+                );
+            }
+            progress.suspend(|| {
+                for w in &verdict.warnings {
+                    tracing::warn!(id = %verdict.id, "{w}");
+                }
+                writer.write(&verdict)
+            })?;
+            tally.analysed += 1;
+            tally.analysed_events += entry.events as u64;
+            tally.fast_path += u64::from(by == By::FastPath);
+            tally.cache_hits += u64::from(by == By::Cache);
+        }
+        Err(err) => {
+            progress.suspend(|| tracing::warn!("{err}"));
+            tally.failed += 1;
+            tally.failed_events += entry.events as u64;
+        }
+    }
+    progress.inc(1);
+    Ok(())
 }
 
 /// Stops the intake, accounts for what it still held, prints the summary and counters,
@@ -357,9 +441,10 @@ fn finish(
             );
         }
         eprintln!(
-            "{} entries analysed ({} decided by the fast path), {} failed, in {secs:.1} s ({:.1} entries/min)",
+            "{} entries analysed ({} decided by the fast path, {} from the cache), {} failed, in {secs:.1} s ({:.1} entries/min)",
             tally.analysed,
             tally.fast_path,
+            tally.cache_hits,
             tally.failed,
             tally.analysed as f64 * 60.0 / secs.max(1e-9)
         );

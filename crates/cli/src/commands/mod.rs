@@ -5,6 +5,7 @@ pub mod corpus;
 pub mod eval;
 pub mod export;
 pub mod models;
+pub mod pipeline;
 pub mod serve;
 pub mod train;
 
