@@ -81,8 +81,14 @@ impl Publisher {
             source: Box::new(e),
         })?;
         let subject = self.settings.results_subject.clone();
-        self.send(subject, verdict.id.clone(), verdict.id.clone(), payload, false)
-            .await
+        self.send(
+            subject,
+            verdict.id.clone(),
+            verdict.id.clone(),
+            payload,
+            false,
+        )
+        .await
     }
 
     async fn send(
