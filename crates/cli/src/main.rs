@@ -40,6 +40,10 @@ enum Command {
     Corpus(commands::corpus::Args),
     /// Export verdicts for other tools: an ATT&CK Navigator layer.
     Export(commands::export::Args),
+    /// Analyse entries from NATS JetStream that `analyze --publish` sent (docs/SCALE-OUT.md).
+    Worker(commands::worker::Args),
+    /// Read the workers' verdicts from NATS JetStream, once per entry (docs/SCALE-OUT.md).
+    Collect(commands::collect::Args),
 }
 
 /// candle works its default thread count out anew on every call (on Linux from
@@ -84,6 +88,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Corpus(args) => commands::corpus::run(args),
         Command::Export(args) => commands::export::run(args),
+        Command::Worker(args) => commands::worker::run(args),
+        Command::Collect(args) => commands::collect::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

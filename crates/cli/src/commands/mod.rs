@@ -1,11 +1,13 @@
 pub mod analyze;
 pub mod attack;
 pub mod bench;
+pub mod collect;
 pub mod corpus;
 pub mod eval;
 pub mod export;
 pub mod models;
 pub mod train;
+pub mod worker;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
