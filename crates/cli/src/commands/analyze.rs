@@ -392,9 +392,8 @@ fn publish_entries(args: &Args, url: &str, intake: &Intake, stop: &AtomicBool) -
         .build()
         .context("starting the async runtime")?;
     let settings = Settings::default();
-    let mut publisher = runtime.block_on(async {
-        Publisher::new(opensoc_scale::connect(url).await?, &settings).await
-    })?;
+    let mut publisher = runtime
+        .block_on(async { Publisher::new(opensoc_scale::connect(url).await?, &settings).await })?;
     let started = Instant::now();
     let mut last_stats = Instant::now();
     let stats_every = Duration::from_secs(args.stats_every.max(1));
