@@ -263,26 +263,7 @@ impl Analyzer {
     /// The verdict of an entry that a fast-path rule decides, without the model; `None`
     /// when `assessment` routes it to the model.
     pub fn fast_path(&self, id: &str, text: &str, assessment: &Assessment) -> Option<Verdict> {
-        let Route::FastPath { rule } = &assessment.route else {
-            return None;
-        };
-        // The answer the grammar would write for it, so readers of `raw_output` (the
-        // paper's strict protocol, other tools) see the same verdict.
-        let raw = format!(
-            "THREAT_TYPE: {NO_THREAT_TYPE}\nMITRE_TECHNIQUE: N/A (N/A)\nMITRE_TACTIC: N/A\nSEVERITY: LOW\nRISK_SCORE: 0"
-        );
-        let mut v = Verdict::from_answer(id.to_string(), text.to_string(), raw, Answer::default());
-        v.threat_type = Some(NO_THREAT_TYPE.to_string());
-        v.category = self
-            .taxonomy
-            .category_of(NO_THREAT_TYPE)
-            .map(str::to_string);
-        v.severity = Some(Severity::Low);
-        v.risk_score = Some(0);
-        v.decided_by = Some("fast-path".to_string());
-        v.fast_path_rule = Some(rule.clone());
-        annotate(&mut v, assessment);
-        Some(v)
+        fast_path_verdict_of(self.taxonomy, id, text, assessment)
     }
 
     fn analyze_via(
@@ -523,6 +504,38 @@ fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// The fast-path verdict of an entry, without a model: for a coordinator that keeps
+/// triage on the collecting machine and sends only the rest to workers
+/// (`opensoc analyze --publish`). `None` when the entry needs the model.
+pub fn fast_path_verdict(triage: &Triage, id: &str, text: &str) -> Option<Verdict> {
+    fast_path_verdict_of(Taxonomy::builtin(), id, text, &triage.assess(text))
+}
+
+fn fast_path_verdict_of(
+    taxonomy: &Taxonomy,
+    id: &str,
+    text: &str,
+    assessment: &Assessment,
+) -> Option<Verdict> {
+    let Route::FastPath { rule } = &assessment.route else {
+        return None;
+    };
+    // The answer the grammar would write for it, so readers of `raw_output` (the
+    // paper's strict protocol, other tools) see the same verdict.
+    let raw = format!(
+        "THREAT_TYPE: {NO_THREAT_TYPE}\nMITRE_TECHNIQUE: N/A (N/A)\nMITRE_TACTIC: N/A\nSEVERITY: LOW\nRISK_SCORE: 0"
+    );
+    let mut v = Verdict::from_answer(id.to_string(), text.to_string(), raw, Answer::default());
+    v.threat_type = Some(NO_THREAT_TYPE.to_string());
+    v.category = taxonomy.category_of(NO_THREAT_TYPE).map(str::to_string);
+    v.severity = Some(Severity::Low);
+    v.risk_score = Some(0);
+    v.decided_by = Some("fast-path".to_string());
+    v.fast_path_rule = Some(rule.clone());
+    annotate(&mut v, assessment);
+    Some(v)
 }
 
 #[cfg(test)]

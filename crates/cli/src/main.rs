@@ -44,6 +44,10 @@ enum Command {
     Serve(commands::serve::Args),
     /// The console's reviews (confirmed, relabelled, false positive) as training records.
     Feedback(commands::serve::FeedbackArgs),
+    /// Analyse entries from NATS JetStream that `analyze --publish` sent (docs/SCALE-OUT.md).
+    Worker(commands::worker::Args),
+    /// Read the workers' verdicts from NATS JetStream, once per entry (docs/SCALE-OUT.md).
+    Collect(commands::collect::Args),
 }
 
 /// candle works its default thread count out anew on every call (on Linux from
@@ -90,6 +94,8 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::export::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Feedback(args) => commands::serve::export_feedback(args),
+        Command::Worker(args) => commands::worker::run(args),
+        Command::Collect(args) => commands::collect::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -56,6 +56,11 @@ pub struct Args {
     /// repeatable. A bounded queue per target; drops are counted (docs/SIEM.md).
     #[arg(long, value_name = "TARGET")]
     forward: Vec<ForwardTarget>,
+    /// Send the entries that need the model to NATS JetStream (`nats://HOST:PORT`) for
+    /// `opensoc worker` to analyse, instead of analysing here; fast-path verdicts go
+    /// straight to the results, which `opensoc collect` reads (docs/SCALE-OUT.md).
+    #[arg(long, value_name = "URL")]
+    publish: Option<String>,
     /// Most tokens generated per entry.
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
@@ -104,7 +109,7 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum OutputFormat {
+pub(crate) enum OutputFormat {
     Jsonl,
     Table,
     Csv,
@@ -220,6 +225,9 @@ pub fn run(args: Args) -> Result<Outcome> {
             };
             eprintln!("Listening for syslog on {proto}://{addr}");
         }
+    }
+    if let Some(url) = &args.publish {
+        return publish_entries(&args, url, &intake, &stop);
     }
     let started = Instant::now();
     let mut tally = Tally::default();
@@ -458,4 +466,72 @@ fn finish(
     } else {
         Ok(Outcome::Ok)
     }
+}
+
+/// `--publish`: intake and triage here, the model on the workers (docs/SCALE-OUT.md).
+fn publish_entries(args: &Args, url: &str, intake: &Intake, stop: &AtomicBool) -> Result<Outcome> {
+    use opensoc_scale::{Publisher, Settings, WorkItem};
+    let triage = args.triage.triage()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let settings = Settings::default();
+    let mut publisher = runtime
+        .block_on(async { Publisher::new(opensoc_scale::connect(url).await?, &settings).await })?;
+    let started = Instant::now();
+    let mut last_stats = Instant::now();
+    let stats_every = Duration::from_secs(args.stats_every.max(1));
+    while let Some(entry) = next_entry(intake, stop, || {
+        if args.stats && last_stats.elapsed() >= stats_every {
+            last_stats = Instant::now();
+            eprintln!("intake: {}", intake.stats());
+        }
+    }) {
+        match opensoc_analyze::fast_path_verdict(&triage, &entry.id, &entry.text) {
+            Some(mut verdict) => {
+                if entry.cut_bytes > 0 {
+                    verdict.warnings.insert(
+                        0,
+                        format!(
+                            "input cut at intake: {} bytes removed from the middle of the record",
+                            entry.cut_bytes
+                        ),
+                    );
+                }
+                runtime.block_on(publisher.publish_verdict(&verdict))?
+            }
+            None => {
+                let item = WorkItem {
+                    source: entry.location.origin.to_string(),
+                    id: entry.id,
+                    text: entry.text,
+                    events: entry.events,
+                    cut_bytes: entry.cut_bytes,
+                };
+                runtime.block_on(publisher.publish_entry(&item))?
+            }
+        }
+    }
+    let counts = runtime.block_on(publisher.finish())?;
+    let stats = intake.stop(STOP_GRACE);
+    if !args.quiet {
+        eprintln!(
+            "{} entries sent to the workers, {} fast-path verdicts to the results, {} already sent before (duplicates), in {:.1} s; `opensoc collect --nats {url} --expect {}` reads the verdicts",
+            counts.entries,
+            counts.verdicts,
+            counts.duplicates,
+            started.elapsed().as_secs_f64(),
+            counts.entries + counts.verdicts + counts.duplicates
+        );
+    }
+    if args.stats || stop.load(Ordering::Relaxed) {
+        eprintln!("intake: {stats}");
+    }
+    Ok(if stats.lost_anything() {
+        Outcome::Partial
+    } else {
+        Outcome::Ok
+    })
 }

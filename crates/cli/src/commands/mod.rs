@@ -1,6 +1,7 @@
 pub mod analyze;
 pub mod attack;
 pub mod bench;
+pub mod collect;
 pub mod corpus;
 pub mod eval;
 pub mod export;
@@ -8,6 +9,7 @@ pub mod models;
 pub mod pipeline;
 pub mod serve;
 pub mod train;
+pub mod worker;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
