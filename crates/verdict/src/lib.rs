@@ -17,5 +17,6 @@ pub mod prompt;
 mod verdict;
 
 pub use verdict::{
-    parse_answer, Answer, DetectorHit, Field, ParseSeverityError, Severity, Verdict, VERDICT_KEYS,
+    parse_answer, Answer, DetectorHit, EvidenceSpan, Field, ParseSeverityError, Severity, Verdict,
+    VERDICT_KEYS,
 };

@@ -118,6 +118,30 @@ pub struct Verdict {
     /// Detector hits in the entry, with byte offsets in `input`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signals: Vec<DetectorHit>,
+    /// The parts of `input` the verdict rests on, chosen by deterministic code (parsers'
+    /// fields, the incident summary, detector hits), never written by the model;
+    /// `evidence` is the one-line reading of them unless the model wrote it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence_spans: Vec<EvidenceSpan>,
+    /// Who wrote `evidence`, `impact` and `recommendation`: `playbook` (spans and the
+    /// reviewed playbook) or `model` (generated text); absent when they are null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub narrative_source: Option<String>,
+}
+
+/// One piece of evidence: a slice of the verdict's `input`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceSpan {
+    /// Byte offsets in `input`.
+    pub start: usize,
+    pub end: usize,
+    /// `input[start..end]`, or its decoded form when `decoded`.
+    pub text: String,
+    /// What the slice is: `source-address`, `user`, `sqli`, `incident-count`, ...
+    /// (the list is in `docs/PLAYBOOK.md`).
+    pub what: String,
+    #[serde(default)]
+    pub decoded: bool,
 }
 
 /// One detector hit on the entry (see `opensoc-triage`).
@@ -161,6 +185,8 @@ impl Verdict {
             decided_by: None,
             fast_path_rule: None,
             signals: Vec::new(),
+            evidence_spans: Vec::new(),
+            narrative_source: None,
         }
     }
 }

@@ -1,0 +1,4 @@
+pub struct Playbook;
+pub struct Play;
+pub struct Advice;
+pub struct PlaybookError;
