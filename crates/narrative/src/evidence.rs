@@ -627,7 +627,7 @@ Mar 15 02:14:09 server sshd[1234]: Accepted password for deploy from 192.168.1.2
             text: "x=1".into(),
             decoded: false,
         };
-        let g = ground(input, &[wrong.clone()]);
+        let g = ground(input, std::slice::from_ref(&wrong));
         let s = g.spans.iter().find(|s| s.what == "sqli").unwrap();
         assert_eq!((&input[s.start..s.end], s.decoded), ("x=1", false));
         let invented = DetectorHit {
