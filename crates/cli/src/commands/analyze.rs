@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
+use opensoc_analyze::{Analyzer, AnalyzerConfig};
 use opensoc_ingest::{Entry, GroupingConfig, Intake, IntakeConfig, Source, Stats, Timeout};
 use opensoc_report::{terminal_safe, Format, VerdictWriter};
 use opensoc_sinks::{ForwardConfig, ForwardTarget, Outputs, SiemFormat, SiemWriter, VerdictSink};
 
 use super::{
-    load_model, prepare_for_analysis, progress_bar, AdapterArgs, TechniqueArgs, TriageArgs, Weights,
+    load_model, prepare_for_analysis, progress_bar, AdapterArgs, NarrativeArgs, TechniqueArgs,
+    TriageArgs, Weights,
 };
 use crate::Outcome;
 
@@ -69,8 +70,10 @@ pub struct Args {
     /// verdict grammar, which always yields valid fields.
     #[arg(long)]
     unconstrained: bool,
-    /// Stop after the structured fields (no evidence, impact, recommendation): faster.
-    #[arg(long)]
+    #[command(flatten)]
+    narrative: NarrativeArgs,
+    /// Same as `--narrative none` (kept for scripts written before `--narrative`).
+    #[arg(long, hide = true)]
     no_narrative: bool,
     /// Entries analysed together: their model steps share passes over the weights, which
     /// is faster on a CPU. Only entries already read are joined (a followed file or a
@@ -236,6 +239,11 @@ pub fn run(args: Args) -> Result<Outcome> {
     let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
     prepare_for_analysis(&mut model, !args.unconstrained);
     args.adapter.apply(&mut model, adapter.as_ref())?;
+    let (narrative, playbook) = if args.no_narrative {
+        (None, None)
+    } else {
+        args.narrative.config()?
+    };
     let analyzer = Analyzer::new(
         model,
         AnalyzerConfig {
@@ -244,7 +252,8 @@ pub fn run(args: Args) -> Result<Outcome> {
             constrained: !args.unconstrained,
             technique_beam: args.technique.beam,
             technique_follows_type: !args.technique.free,
-            narrative: (!args.no_narrative).then(NarrativeLimits::default),
+            narrative,
+            playbook,
             min_confidence: args.min_confidence,
             triage: args.triage.triage()?,
             signal_bounds: !args.triage.no_bounds,

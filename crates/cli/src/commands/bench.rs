@@ -11,7 +11,7 @@ use opensoc_eval::load_examples;
 use opensoc_model::{bench, WeightFormat};
 use serde::Serialize;
 
-use super::{load_model, prepare_for_analysis, AdapterArgs, Weights};
+use super::{load_model, prepare_for_analysis, AdapterArgs, NarrativeArgs, Weights};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -29,9 +29,9 @@ pub struct Args {
     /// Sequences decoded together in the batched-decode measurement.
     #[arg(long, default_value_t = 8)]
     sequences: usize,
-    /// Also time `opensoc analyze`'s default path (structured fields, the grammar) over
-    /// the inputs of these labelled examples (Alpaca JSON or JSONL), with the first
-    /// weight format.
+    /// Also time `opensoc analyze` (the grammar, `--narrative` as given; default: the
+    /// playbook's) over the inputs of these labelled examples (Alpaca JSON or JSONL), with
+    /// the first weight format.
     #[arg(long, value_name = "FILE")]
     data: Option<PathBuf>,
     /// Runs over the --data inputs.
@@ -45,6 +45,8 @@ pub struct Args {
     batch: usize,
     #[command(flatten)]
     adapter: AdapterArgs,
+    #[command(flatten)]
+    narrative: NarrativeArgs,
     /// One JSON object on stdout instead of the Markdown table.
     #[arg(long)]
     json: bool,
@@ -106,6 +108,8 @@ struct Entries {
     entries: usize,
     batch: usize,
     adapter: bool,
+    /// Who wrote the narrative: `playbook`, `model` or `none`.
+    narrative: String,
     entries_per_minute: Stat,
 }
 
@@ -226,10 +230,12 @@ pub fn run(args: Args) -> Result<Outcome> {
             prepare_for_analysis(&mut model, true);
             let adapter = args.adapter.select(args.model.as_deref())?;
             args.adapter.apply(&mut model, adapter.as_ref())?;
+            let (narrative, playbook) = args.narrative.config()?;
             let analyzer = Analyzer::new(
                 model,
                 AnalyzerConfig {
-                    narrative: None,
+                    narrative,
+                    playbook,
                     ..AnalyzerConfig::default()
                 },
             )?;
@@ -256,6 +262,7 @@ pub fn run(args: Args) -> Result<Outcome> {
                 entries: inputs.len(),
                 batch: args.batch.max(1),
                 adapter: adapter.is_some(),
+                narrative: format!("{:?}", args.narrative.narrative).to_lowercase(),
                 entries_per_minute: Stat::new("entries per minute", samples),
             });
         }
@@ -290,7 +297,8 @@ pub fn run(args: Args) -> Result<Outcome> {
     }
     if let Some(e) = &report.entries {
         println!(
-            "\nopensoc analyze (structured fields, grammar, {}, batch {}) on {} entries of {}: {} entries/min, median [min-max] of {} runs",
+            "\nopensoc analyze (grammar, narrative {}, {}, batch {}) on {} entries of {}: {} entries/min, median [min-max] of {} runs",
+            e.narrative,
             if e.adapter { "built-in or given adapter" } else { "no adapter" },
             e.batch,
             e.entries,
