@@ -386,7 +386,10 @@ impl Analyzer {
         let (input, shortened) = match self.fit_input(log_text, &assessment) {
             Ok(fit) => fit,
             // The tokenizer failed on this text: show it whole, as the model never read it.
-            Err(e) => (log_text.to_string(), Some(format!("input not shortened: {e}"))),
+            Err(e) => (
+                log_text.to_string(),
+                Some(format!("input not shortened: {e}")),
+            ),
         };
         let answer = Answer {
             threat_type: decision.threat_type.clone(),
