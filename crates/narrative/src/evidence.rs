@@ -222,6 +222,16 @@ impl<'a> Builder<'a> {
         {
             return;
         }
+        // The same text on every line of a burst (a scanner's agent) is one piece of
+        // evidence, and a few of a kind say enough.
+        if self
+            .spans
+            .iter()
+            .any(|s| s.what == hit.class && s.text.starts_with(hit.text.as_str()))
+            || self.count(&hit.class) >= MAX_PER_KIND
+        {
+            return;
+        }
         let Some(slice) = self.input.get(hit.start..hit.end) else {
             return;
         };
@@ -272,6 +282,7 @@ impl<'a> Builder<'a> {
                 if let Ok(n) = count.as_str().parse::<usize>() {
                     self.facts.count = n;
                 }
+                self.summary_users(at, inner);
                 return;
             }
         }
@@ -280,6 +291,40 @@ impl<'a> Builder<'a> {
             // `inner` is a slice of the input: its offset is the pointers' distance.
             let start = inner.as_ptr() as usize - self.input.as_ptr() as usize;
             self.raw(start, start + inner.len(), "incident-summary");
+        }
+    }
+
+    /// The `; users (N): a, b, c` list of a grouper summary: every user of the incident,
+    /// not only those of the lines shown.
+    fn summary_users(&mut self, at: usize, inner: &str) {
+        let Some(i) = inner.find("; users (") else {
+            return;
+        };
+        let Some(colon) = inner[i..].find("): ").map(|c| i + c + 3) else {
+            return;
+        };
+        let end = inner[colon..]
+            .find(|c| c == ';' || c == ']')
+            .map_or(inner.len(), |e| colon + e);
+        let end = if inner[..end].ends_with("...") {
+            end - 3
+        } else {
+            end
+        };
+        let mut pos = colon;
+        for name in inner[colon..end].split(", ") {
+            let start = pos;
+            pos += name.len() + 2;
+            // `+3 more` is a count, not a user.
+            if name.is_empty() || (name.starts_with('+') && name.ends_with(" more")) {
+                continue;
+            }
+            if !self.facts.users.iter().any(|u| u == name) {
+                self.facts.users.push(name.to_string());
+                if self.count("user") < MAX_PER_KIND {
+                    self.raw(at + start, at + start + name.len(), "user");
+                }
+            }
         }
     }
 
@@ -564,6 +609,8 @@ Nov 12 09:20:12 web01 sshd[2221]: Failed password for invalid user test from 185
         );
         assert_eq!(text("source-address"), ["185.220.101.4"]);
         assert_eq!(text("user"), ["root", "admin", "test"]);
+        // Users only the summary names are facts too.
+        assert_eq!(g.facts.users, ["root", "admin", "test", "oracle"]);
         assert_eq!(g.facts.count, 6);
         assert_eq!(g.facts.service.as_deref(), Some("sshd"));
         assert!(!g.facts.login_accepted);

@@ -12,4 +12,4 @@ pub mod evidence;
 pub mod playbook;
 
 pub use evidence::{ground, is_grounded, Facts, Grounding};
-pub use playbook::{Advice, Play, Playbook, PlaybookError};
+pub use playbook::{forbidden_phrase, Advice, Play, Playbook, PlaybookError, FORBIDDEN_PHRASES};

@@ -28,6 +28,52 @@ const PLACEHOLDERS: [(&str, &str); 7] = [
     ("count", "several"),
 ];
 
+/// Advice that contradicts basic security hygiene or another play (reviewed list,
+/// lower case). No play may contain one: the loader rejects a file that does, and the
+/// tests render every play with the facts of every fixture and check the output.
+pub const FORBIDDEN_PHRASES: &[&str] = &[
+    "enable password auth",
+    "passwordauthentication yes",
+    "permitrootlogin yes",
+    "allow root login",
+    "disable the firewall",
+    "disable firewall",
+    "disable your firewall",
+    "turn off the firewall",
+    "turn off your firewall",
+    "disable antivirus",
+    "disable the antivirus",
+    "turn off antivirus",
+    "disable selinux",
+    "setenforce 0",
+    "chmod 777",
+    "chmod -r 777",
+    "disable logging",
+    "delete the logs",
+    "clear the logs",
+    "disable multi-factor",
+    "disable mfa",
+    "disable two-factor",
+    "pay the ransom",
+    "share the password",
+    "share your password",
+    "allow all traffic",
+    "0.0.0.0/0",
+    "ignore this alert",
+    "whitelist the attacker",
+    "allowlist the attacker",
+    "unblock the address",
+];
+
+/// The first forbidden phrase in `text`, if any (case-insensitive).
+pub fn forbidden_phrase(text: &str) -> Option<&'static str> {
+    let lower = text.to_lowercase();
+    FORBIDDEN_PHRASES
+        .iter()
+        .copied()
+        .find(|p| lower.contains(p))
+}
+
 /// Most actions a play lists: the first things to do, not a manual.
 pub const MAX_ACTIONS: usize = 3;
 
@@ -410,6 +456,9 @@ fn check_text(text: &str) -> Result<(), String> {
     }
     if text.chars().any(char::is_control) {
         return Err("must be one line without control characters".into());
+    }
+    if let Some(p) = forbidden_phrase(text) {
+        return Err(format!("says {p:?}, which the playbook must never advise"));
     }
     let mut rest = text;
     while let Some(open) = rest.find(['{', '}']) {

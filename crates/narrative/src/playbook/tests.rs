@@ -1,36 +1,5 @@
 use super::*;
 
-/// Advice that contradicts basic hygiene: reviewed list, checked on every rendered play
-/// here and on every verdict of the fixtures in `tests/grounded.rs`.
-pub(crate) const FORBIDDEN: &[&str] = &[
-    "enable password auth",
-    "passwordauthentication yes",
-    "permitrootlogin yes",
-    "allow root login",
-    "disable the firewall",
-    "disable firewall",
-    "turn off the firewall",
-    "turn off your firewall",
-    "disable antivirus",
-    "disable the antivirus",
-    "turn off antivirus",
-    "disable selinux",
-    "setenforce 0",
-    "chmod 777",
-    "disable logging",
-    "delete the logs",
-    "clear the logs",
-    "disable multi-factor",
-    "disable mfa",
-    "disable two-factor",
-    "pay the ransom",
-    "share the password",
-    "allow all",
-    "0.0.0.0/0",
-    "ignore this alert",
-    "no action is needed", // only for "No Threat"; checked separately below
-];
-
 fn facts() -> Facts {
     Facts {
         address: Some("185.220.101.4".into()),
@@ -42,11 +11,6 @@ fn facts() -> Facts {
         count: 6,
         login_accepted: false,
     }
-}
-
-fn forbidden_in(text: &str) -> Option<&'static str> {
-    let lower = text.to_lowercase();
-    FORBIDDEN.iter().copied().find(|p| lower.contains(p))
 }
 
 #[test]
@@ -96,13 +60,8 @@ fn no_rendered_play_says_a_forbidden_thing() {
                 )
                 .unwrap();
             let all = format!("{} {}", advice.impact, advice.recommendation());
-            let hit = forbidden_in(&all);
-            let benign = play.category.as_deref() == Some("NO THREAT");
-            assert!(
-                hit.is_none() || (benign && hit == Some("no action is needed")),
-                "{}: {hit:?} in {all}",
-                play.origin
-            );
+            let hit = forbidden_phrase(&all);
+            assert!(hit.is_none(), "{}: {hit:?} in {all}", play.origin);
             assert!(!all.contains('{') && !all.contains('}'), "{all}");
         }
     }
