@@ -304,7 +304,7 @@ impl<'a> Builder<'a> {
             return;
         };
         let end = inner[colon..]
-            .find(|c| c == ';' || c == ']')
+            .find([';', ']'])
             .map_or(inner.len(), |e| colon + e);
         let end = if inner[..end].ends_with("...") {
             end - 3
