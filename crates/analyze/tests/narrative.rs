@@ -96,7 +96,12 @@ fn model_and_none_modes() {
     for v in none.analyze_batch(&entries()) {
         let v = v.unwrap();
         assert_eq!(
-            (&v.evidence, &v.impact, &v.recommendation, &v.narrative_source),
+            (
+                &v.evidence,
+                &v.impact,
+                &v.recommendation,
+                &v.narrative_source
+            ),
             (&None, &None, &None, &None),
             "{}",
             v.id
