@@ -89,7 +89,10 @@ impl Mitigations {
     fn parse(text: &'static str) -> Result<Mitigations, MitigationsError> {
         let mut all = Vec::new();
         for (i, line) in text.lines().enumerate() {
-            let err = |reason: String| MitigationsError { line: i + 1, reason };
+            let err = |reason: String| MitigationsError {
+                line: i + 1,
+                reason,
+            };
             if line.starts_with('#') || line.trim().is_empty() {
                 continue;
             }
