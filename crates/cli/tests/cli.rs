@@ -75,6 +75,12 @@ fn analyze_sample_log_gives_one_json_object_per_entry() {
         .find(|v| v["id"].as_str().unwrap().ends_with(":5-10"))
         .expect("incident entry");
     assert!(burst["input"].as_str().unwrap().contains("185.220.101.4"));
+    // Issue 17: the evidence quotes the real address, the advice comes from the playbook.
+    assert!(burst["evidence"]
+        .as_str()
+        .unwrap()
+        .contains("from: 185.220.101.4;"));
+    assert_eq!(burst["narrative_source"], "playbook");
 }
 
 #[test]

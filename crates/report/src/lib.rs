@@ -24,7 +24,7 @@ pub enum Format {
     Csv,
 }
 
-const COLUMNS: [&str; 9] = [
+const COLUMNS: [&str; 11] = [
     "id",
     "severity",
     "risk_score",
@@ -34,7 +34,14 @@ const COLUMNS: [&str; 9] = [
     "technique_name",
     "tactic",
     "recommendation",
+    "evidence",
+    "evidence_spans",
 ];
+
+/// Widest evidence cell of the table; the JSON and CSV outputs carry every span whole.
+const TABLE_EVIDENCE_WIDTH: usize = 90;
+/// Widest quotation of one span in the table.
+const TABLE_SPAN_WIDTH: usize = 32;
 
 /// Writes verdicts as they come; the header (CSV, table) is written before the first.
 /// Each JSON line is written with one `write_all` of the whole line and flushed, so a
@@ -68,8 +75,8 @@ impl<W: Write> VerdictWriter<W> {
             Format::Csv => writeln!(self.out, "{}", COLUMNS.join(",")),
             Format::Table => writeln!(
                 self.out,
-                "{:<22} {:<8} {:>4}  {:<20} {:<10} TACTIC",
-                "ID", "SEVERITY", "RISK", "CATEGORY", "TECHNIQUE"
+                "{:<22} {:<8} {:>4}  {:<20} {:<10} {:<24} EVIDENCE",
+                "ID", "SEVERITY", "RISK", "CATEGORY", "TECHNIQUE", "TACTIC"
             ),
         }
     }
@@ -93,7 +100,7 @@ impl<W: Write> VerdictWriter<W> {
                 let dash = || "-".to_string();
                 writeln!(
                     self.out,
-                    "{:<22} {:<8} {:>4}  {:<20} {:<10} {}",
+                    "{:<22} {:<8} {:>4}  {:<20} {:<10} {:<24} {}",
                     clip(&v.id, 22),
                     v.severity.map_or_else(dash, |s| s.to_string()),
                     v.risk_score.map_or_else(dash, |s| s.to_string()),
@@ -106,6 +113,7 @@ impl<W: Write> VerdictWriter<W> {
                     ),
                     clip(v.technique_id.as_deref().unwrap_or("-"), 10),
                     clip(v.tactic.as_deref().unwrap_or("-"), 24),
+                    clip(&table_evidence(v), TABLE_EVIDENCE_WIDTH),
                 )
             }
         }
@@ -118,7 +126,40 @@ impl<W: Write> VerdictWriter<W> {
     }
 }
 
-fn row(v: &Verdict) -> [String; 9] {
+/// The evidence spans for a terminal: `what "text"`, each quotation shortened.
+fn table_evidence(v: &Verdict) -> String {
+    if v.evidence_spans.is_empty() {
+        return "-".to_string();
+    }
+    let cells: Vec<String> = v
+        .evidence_spans
+        .iter()
+        .map(|s| format!("{} \"{}\"", s.what, clip(&s.text, TABLE_SPAN_WIDTH)))
+        .collect();
+    cells.join(", ")
+}
+
+/// The evidence spans for a CSV cell: `what[start..end]: text`, `decoded` marked, `|`
+/// between spans; controls escaped so each verdict stays one line.
+fn csv_evidence_spans(v: &Verdict) -> String {
+    let cells: Vec<String> = v
+        .evidence_spans
+        .iter()
+        .map(|s| {
+            let decoded = if s.decoded { ", decoded" } else { "" };
+            format!(
+                "{}[{}..{}{decoded}]: {}",
+                s.what,
+                s.start,
+                s.end,
+                terminal_safe(&s.text)
+            )
+        })
+        .collect();
+    cells.join(" | ")
+}
+
+fn row(v: &Verdict) -> [String; 11] {
     let s = |o: &Option<String>| o.clone().unwrap_or_default();
     [
         v.id.clone(),
@@ -130,6 +171,8 @@ fn row(v: &Verdict) -> [String; 9] {
         s(&v.technique_name),
         s(&v.tactic),
         s(&v.recommendation),
+        s(&v.evidence),
+        csv_evidence_spans(v),
     ]
 }
 
@@ -202,7 +245,7 @@ fn clip(s: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opensoc_verdict::{parse_answer, Verdict};
+    use opensoc_verdict::{parse_answer, EvidenceSpan, Verdict};
 
     fn verdict() -> Verdict {
         let raw = "THREAT_TYPE: XSS, reflected\nMITRE_TECHNIQUE: T1059.007 (JavaScript)\nMITRE_TACTIC: Execution\nSEVERITY: HIGH\nRISK_SCORE: 70\nRECOMMENDATION: =HYPERLINK(\"x\")";
@@ -240,7 +283,70 @@ mod tests {
         assert_eq!(lines.next(), Some(COLUMNS.join(",").as_str()));
         assert_eq!(
             lines.next(),
-            Some("web.log:3,HIGH,70,XSS,\"XSS, reflected\",T1059.007,JavaScript,Execution,\"'=HYPERLINK(\"\"x\"\")\"")
+            Some("web.log:3,HIGH,70,XSS,\"XSS, reflected\",T1059.007,JavaScript,Execution,\"'=HYPERLINK(\"\"x\"\")\",,")
+        );
+    }
+
+    fn with_spans() -> Verdict {
+        let mut v = verdict();
+        v.input = "GET /?q=%3Cscript%3E HTTP/1.1\" 200".into();
+        v.evidence = Some("cross-site scripting: \"<script>\" (decoded)".into());
+        v.evidence_spans = vec![
+            EvidenceSpan {
+                start: 8,
+                end: 20,
+                text: "<script>".into(),
+                what: "xss".into(),
+                decoded: true,
+            },
+            EvidenceSpan {
+                start: 31,
+                end: 34,
+                text: "200".into(),
+                what: "status".into(),
+                decoded: false,
+            },
+        ];
+        v
+    }
+
+    #[test]
+    fn csv_and_table_show_the_evidence_spans() {
+        let mut out = Vec::new();
+        let mut w = VerdictWriter::new(&mut out, Format::Csv);
+        w.write(&with_spans()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(",\"cross-site scripting: \"\"<script>\"\" (decoded)\",\"xss[8..20, decoded]: <script> | status[31..34]: 200\"\n"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        let mut w = VerdictWriter::new(&mut out, Format::Table);
+        w.write(&with_spans()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].ends_with("TACTIC                   EVIDENCE"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].ends_with("xss \"<script>\", status \"200\""),
+            "{}",
+            lines[1]
+        );
+        // A long payload is shortened in the table, and the row stays one line.
+        let mut v = with_spans();
+        v.evidence_spans[0].text = format!("<script>{}\n</script>", "a".repeat(200));
+        let mut out = Vec::new();
+        VerdictWriter::new(&mut out, Format::Table)
+            .write(&v)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(
+            text.contains('…') && !text.contains("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            "{text}"
         );
     }
 

@@ -17,6 +17,6 @@ pub mod prompt;
 mod verdict;
 
 pub use verdict::{
-    parse_answer, Answer, CacheUse, DetectorHit, Field, ParseSeverityError, Severity, Verdict,
-    VERDICT_KEYS,
+    parse_answer, Answer, CacheUse, DetectorHit, EvidenceSpan, Field, ParseSeverityError, Severity,
+    Verdict, VERDICT_KEYS,
 };

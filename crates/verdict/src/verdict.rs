@@ -121,6 +121,15 @@ pub struct Verdict {
     /// Set when the verdict's decided fields were reused from the verdict cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheUse>,
+    /// The parts of `input` the verdict rests on, chosen by deterministic code (parsers'
+    /// fields, the incident summary, detector hits), never written by the model;
+    /// `evidence` is the one-line reading of them unless the model wrote it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence_spans: Vec<EvidenceSpan>,
+    /// Who wrote `evidence`, `impact` and `recommendation`: `playbook` (spans and the
+    /// reviewed playbook) or `model` (generated text); absent when they are null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub narrative_source: Option<String>,
 }
 
 /// How a verdict came from the verdict cache (`opensoc-cache`).
@@ -128,6 +137,21 @@ pub struct Verdict {
 pub struct CacheUse {
     /// Entries that reused this cached verdict so far, this one included.
     pub hits: u64,
+}
+
+/// One piece of evidence: a slice of the verdict's `input`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceSpan {
+    /// Byte offsets in `input`.
+    pub start: usize,
+    pub end: usize,
+    /// `input[start..end]`, or its decoded form when `decoded`.
+    pub text: String,
+    /// What the slice is: `source-address`, `user`, `sqli`, `incident-count`, ...
+    /// (the list is in `docs/PLAYBOOK.md`).
+    pub what: String,
+    #[serde(default)]
+    pub decoded: bool,
 }
 
 /// One detector hit on the entry (see `opensoc-triage`).
@@ -172,6 +196,8 @@ impl Verdict {
             fast_path_rule: None,
             signals: Vec::new(),
             cache: None,
+            evidence_spans: Vec::new(),
+            narrative_source: None,
         }
     }
 }

@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
+use opensoc_analyze::{Analyzer, AnalyzerConfig};
 use opensoc_ingest::{Entry, GroupingConfig, Intake, IntakeConfig, Source, Stats, Timeout};
 use opensoc_report::{terminal_safe, Format, VerdictWriter};
 use opensoc_sinks::{ForwardConfig, ForwardTarget, Outputs, SiemFormat, SiemWriter, VerdictSink};
 
 use super::pipeline::{self, By, CacheArgs, Done, Pipeline, Reorder};
 use super::{
-    load_model, prepare_for_analysis, progress_bar, AdapterArgs, TechniqueArgs, TriageArgs, Weights,
+    load_model, prepare_for_analysis, progress_bar, AdapterArgs, NarrativeArgs, TechniqueArgs,
+    TriageArgs, Weights,
 };
 use crate::Outcome;
 
@@ -75,8 +76,10 @@ pub struct Args {
     /// verdict grammar, which always yields valid fields.
     #[arg(long)]
     unconstrained: bool,
-    /// Stop after the structured fields (no evidence, impact, recommendation): faster.
-    #[arg(long)]
+    #[command(flatten)]
+    narrative: NarrativeArgs,
+    /// Same as `--narrative none` (kept for scripts written before `--narrative`).
+    #[arg(long, hide = true)]
     no_narrative: bool,
     /// Entries analysed together: their model steps share passes over the weights, which
     /// is faster on a CPU. Only entries already read are joined (a followed file or a
@@ -256,44 +259,39 @@ pub fn run(args: Args) -> Result<Outcome> {
     let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
     prepare_for_analysis(&mut model, !args.unconstrained);
     args.adapter.apply(&mut model, adapter.as_ref())?;
-    let analyzer = Analyzer::new(
-        model,
-        AnalyzerConfig {
-            max_new_tokens: args.max_new_tokens,
-            max_input_tokens: args.max_input_tokens,
-            constrained: !args.unconstrained,
-            technique_beam: args.technique.beam,
-            technique_follows_type: !args.technique.free,
-            severity_follows_type: !args.technique.free_severity,
-            narrative: (!args.no_narrative).then(NarrativeLimits::default),
-            min_confidence: args.min_confidence,
-            triage: args.triage.triage()?,
-            signal_bounds: !args.triage.no_bounds,
-            ..AnalyzerConfig::default()
-        },
-    )?;
+    let (narrative, playbook) = if args.no_narrative {
+        (None, None)
+    } else {
+        args.narrative.config()?
+    };
+    let config = AnalyzerConfig {
+        max_new_tokens: args.max_new_tokens,
+        max_input_tokens: args.max_input_tokens,
+        constrained: !args.unconstrained,
+        technique_beam: args.technique.beam,
+        technique_follows_type: !args.technique.free,
+        severity_follows_type: !args.technique.free_severity,
+        narrative,
+        playbook,
+        min_confidence: args.min_confidence,
+        triage: args.triage.triage()?,
+        signal_bounds: !args.triage.no_bounds,
+        ..AnalyzerConfig::default()
+    };
     // --- verdict cache: keyed by everything that decides a model verdict ---
     let cache = match args.cache.open(args.quiet)? {
         Some(cache) => {
-            let settings = pipeline::settings(
-                !args.unconstrained,
-                !args.no_narrative,
-                args.technique.beam,
-                !args.technique.free,
-                !args.triage.no_bounds,
-                args.max_input_tokens,
-                args.max_new_tokens,
-                &format!("{:?}", args.weights),
-            );
             let context = pipeline::cache_context(
                 pipeline::model_identity(args.model.as_deref()),
                 pipeline::adapter_identity(adapter.as_ref(), args.adapter.merge)?,
-                settings,
+                &config,
+                &format!("{:?}", args.weights),
             );
             Some((cache, context))
         }
         None => None,
     };
+    let analyzer = Analyzer::new(model, config)?;
     // --- end verdict cache ---
 
     let stdout = std::io::stdout();

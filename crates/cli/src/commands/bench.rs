@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
+use opensoc_analyze::{Analyzer, AnalyzerConfig};
 use opensoc_eval::load_examples;
 use opensoc_ingest::{Intake, IntakeConfig, Source};
 use opensoc_model::{bench, WeightFormat};
@@ -19,7 +19,9 @@ use opensoc_triage::Route;
 use serde::Serialize;
 
 use super::pipeline::{self, By, CacheArgs, Pipeline};
-use super::{load_model, prepare_for_analysis, progress_bar, AdapterArgs, TriageArgs, Weights};
+use super::{
+    load_model, prepare_for_analysis, progress_bar, AdapterArgs, NarrativeArgs, TriageArgs, Weights,
+};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -37,9 +39,9 @@ pub struct Args {
     /// Sequences decoded together in the batched-decode measurement.
     #[arg(long, default_value_t = 8)]
     sequences: usize,
-    /// Also time `opensoc analyze`'s default path (structured fields, the grammar) over
-    /// the inputs of these labelled examples (Alpaca JSON or JSONL), with the first
-    /// weight format.
+    /// Also time `opensoc analyze` (the grammar, `--narrative` as given; default: the
+    /// playbook's) over the inputs of these labelled examples (Alpaca JSON or JSONL), with
+    /// the first weight format.
     #[arg(long, value_name = "FILE")]
     data: Option<PathBuf>,
     /// Runs over the --data inputs.
@@ -53,6 +55,8 @@ pub struct Args {
     batch: usize,
     #[command(flatten)]
     adapter: AdapterArgs,
+    #[command(flatten)]
+    narrative: NarrativeArgs,
     /// One JSON object on stdout instead of the Markdown table.
     #[arg(long)]
     json: bool,
@@ -133,6 +137,8 @@ struct Entries {
     entries: usize,
     batch: usize,
     adapter: bool,
+    /// Who wrote the narrative: `playbook`, `model` or `none`.
+    narrative: String,
     entries_per_minute: Stat,
 }
 
@@ -256,10 +262,12 @@ pub fn run(args: Args) -> Result<Outcome> {
             prepare_for_analysis(&mut model, true);
             let adapter = args.adapter.select(args.model.as_deref())?;
             args.adapter.apply(&mut model, adapter.as_ref())?;
+            let (narrative, playbook) = args.narrative.config()?;
             let analyzer = Analyzer::new(
                 model,
                 AnalyzerConfig {
-                    narrative: None,
+                    narrative,
+                    playbook,
                     ..AnalyzerConfig::default()
                 },
             )?;
@@ -286,6 +294,7 @@ pub fn run(args: Args) -> Result<Outcome> {
                 entries: inputs.len(),
                 batch: args.batch.max(1),
                 adapter: adapter.is_some(),
+                narrative: format!("{:?}", args.narrative.narrative).to_lowercase(),
                 entries_per_minute: Stat::new("entries per minute", samples),
             });
         }
@@ -320,7 +329,8 @@ pub fn run(args: Args) -> Result<Outcome> {
     }
     if let Some(e) = &report.entries {
         println!(
-            "\nopensoc analyze (structured fields, grammar, {}, batch {}) on {} entries of {}: {} entries/min, median [min-max] of {} runs",
+            "\nopensoc analyze (grammar, narrative {}, {}, batch {}) on {} entries of {}: {} entries/min, median [min-max] of {} runs",
+            e.narrative,
             if e.adapter { "built-in or given adapter" } else { "no adapter" },
             e.batch,
             e.entries,
@@ -370,7 +380,8 @@ struct LogReport {
     triage_fast_path_lines: u64,
     /// Peak resident memory of the process (VmHWM), MiB.
     peak_rss_mib: f64,
-    narrative: bool,
+    /// Who wrote the narrative: `playbook`, `model` or `none`.
+    narrative: String,
     batch: usize,
 }
 
@@ -441,28 +452,23 @@ fn run_log(args: &Args, log: &Path) -> Result<Outcome> {
     let mut model = load_model(args.model.as_deref(), weights.into(), args.quiet)?;
     prepare_for_analysis(&mut model, true);
     args.adapter.apply(&mut model, adapter.as_ref())?;
-    let narrative = !args.no_narrative;
-    let defaults = AnalyzerConfig::default();
-    let settings = pipeline::settings(
-        true,
+    let (narrative, playbook) = if args.no_narrative {
+        (None, None)
+    } else {
+        args.narrative.config()?
+    };
+    let narrative_mode = match (&narrative, &playbook) {
+        (Some(_), _) => "model",
+        (None, Some(_)) => "playbook",
+        (None, None) => "none",
+    };
+    let config = AnalyzerConfig {
         narrative,
-        defaults.technique_beam,
-        defaults.technique_follows_type,
-        !args.triage.no_bounds,
-        defaults.max_input_tokens,
-        defaults.max_new_tokens,
-        &format!("{weights:?}"),
-    );
-    let analyzer = Analyzer::new(
-        model,
-        AnalyzerConfig {
-            narrative: narrative.then(NarrativeLimits::default),
-            triage,
-            signal_bounds: !args.triage.no_bounds,
-            ..defaults
-        },
-    )?;
-    let model_load_seconds = started.elapsed().as_secs_f64();
+        playbook,
+        triage,
+        signal_bounds: !args.triage.no_bounds,
+        ..AnalyzerConfig::default()
+    };
     let mut cache_entries_before = None;
     let cache = match args.cache.open(args.quiet)? {
         Some(cache) => {
@@ -470,12 +476,15 @@ fn run_log(args: &Args, log: &Path) -> Result<Outcome> {
             let context = pipeline::cache_context(
                 pipeline::model_identity(args.model.as_deref()),
                 pipeline::adapter_identity(adapter.as_ref(), args.adapter.merge)?,
-                settings,
+                &config,
+                &format!("{weights:?}"),
             );
             Some((cache, context))
         }
         None => None,
     };
+    let analyzer = Analyzer::new(model, config)?;
+    let model_load_seconds = started.elapsed().as_secs_f64();
     let mut out: Option<Box<dyn VerdictSink>> = match &args.verdicts {
         Some(path) => {
             let file = std::fs::File::create(path)
@@ -554,7 +563,7 @@ fn run_log(args: &Args, log: &Path) -> Result<Outcome> {
         triage_lines_per_second_per_core: triage_rate,
         triage_fast_path_lines: triage_fast,
         peak_rss_mib: peak_rss_mib(),
-        narrative,
+        narrative: narrative_mode.to_string(),
         batch: args.batch.max(1),
     };
     if args.json {

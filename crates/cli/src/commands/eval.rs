@@ -2,14 +2,15 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
+use opensoc_analyze::{Analyzer, AnalyzerConfig};
 use opensoc_attack::{Catalog, Taxonomy};
 use opensoc_eval::{evaluate_selected, load_examples, render, Example, Scope, Selection, System};
 use opensoc_model::{Adapter, Model};
 use opensoc_report::{Format, VerdictWriter};
 
 use super::{
-    load_model, prepare_for_analysis, progress_bar, AdapterArgs, TechniqueArgs, TriageArgs, Weights,
+    load_model, prepare_for_analysis, progress_bar, AdapterArgs, NarrativeArgs, TechniqueArgs,
+    TriageArgs, Weights,
 };
 use crate::Outcome;
 
@@ -48,9 +49,9 @@ pub struct Args {
     /// Generate freely and parse the text, as the paper does, instead of the grammar.
     #[arg(long)]
     unconstrained: bool,
-    /// Also decode evidence, impact and recommendation (not scored; slower).
-    #[arg(long)]
-    narrative: bool,
+    /// Evidence, impact and recommendation (not scored): `model` decodes them (slower).
+    #[command(flatten)]
+    narrative: NarrativeArgs,
     /// Evaluate only the validation part that `opensoc train --val-fraction F --seed S`
     /// holds out of the same file (F here, S from --seed): how to measure calibration or
     /// tune a threshold without touching a test set.
@@ -85,6 +86,7 @@ fn run_system(
     name: &str,
 ) -> Result<System> {
     args.adapter.apply(&mut model, adapter)?;
+    let (narrative, playbook) = args.narrative.config()?;
     let analyzer = Analyzer::new(
         model,
         AnalyzerConfig {
@@ -92,7 +94,8 @@ fn run_system(
             technique_beam: args.technique.beam,
             technique_follows_type: !args.technique.free,
             severity_follows_type: !args.technique.free_severity,
-            narrative: args.narrative.then(NarrativeLimits::default),
+            narrative,
+            playbook,
             triage: args.triage.triage()?,
             signal_bounds: !args.triage.no_bounds,
             ..AnalyzerConfig::default()

@@ -194,3 +194,48 @@ pub fn progress_bar(len: Option<u64>, quiet: bool) -> ProgressBar {
     );
     bar
 }
+
+/// Who writes a verdict's evidence, impact and recommendation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum NarrativeMode {
+    /// Evidence quoted from the entry, impact and recommendation from the reviewed
+    /// playbook; the model stops after the structured fields (fastest).
+    Playbook,
+    /// The model writes them (bounded free text; slower, and not checked).
+    Model,
+    /// Null; evidence spans only.
+    None,
+}
+
+/// Narrative options for the commands that analyse (docs/PLAYBOOK.md).
+#[derive(clap::Args)]
+pub struct NarrativeArgs {
+    /// Who writes evidence, impact and recommendation.
+    #[arg(long, value_enum, default_value_t = NarrativeMode::Playbook)]
+    pub narrative: NarrativeMode,
+    /// Playbook file that extends the built-in playbook (or replaces it, with
+    /// `replace = true`); format in docs/PLAYBOOK.md.
+    #[arg(long, value_name = "FILE")]
+    pub playbook: Option<PathBuf>,
+}
+
+impl NarrativeArgs {
+    /// `AnalyzerConfig`'s `narrative` and `playbook` for these options.
+    pub fn config(
+        &self,
+    ) -> Result<(
+        Option<opensoc_analyze::NarrativeLimits>,
+        Option<std::sync::Arc<opensoc_analyze::Playbook>>,
+    )> {
+        use opensoc_analyze::{NarrativeLimits, Playbook};
+        let playbook = match &self.playbook {
+            Some(path) => Playbook::from_path(path)?,
+            None => Playbook::builtin().clone(),
+        };
+        Ok(match self.narrative {
+            NarrativeMode::Playbook => (None, Some(std::sync::Arc::new(playbook))),
+            NarrativeMode::Model => (Some(NarrativeLimits::default()), None),
+            NarrativeMode::None => (None, None),
+        })
+    }
+}

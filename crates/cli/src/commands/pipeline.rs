@@ -6,17 +6,13 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use opensoc_analyze::{verdict_from_cached, AnalyzeError, Analyzer};
+use opensoc_analyze::{verdict_from_cached, AnalyzeError, Analyzer, AnalyzerConfig};
 use opensoc_attack::{Catalog, Taxonomy};
 use opensoc_cache::{taxonomy_version, CacheContext, EntryKey, VerdictCache};
 use opensoc_ingest::Entry;
 use opensoc_model::{fetch, Adapter};
 use opensoc_verdict::{CacheUse, Verdict};
 use sha2::{Digest, Sha256};
-
-/// Version of the playbooks that write narratives. None exist yet; whoever adds them
-/// passes theirs, so a playbook change never reuses an old narrative.
-pub const PLAYBOOK_VERSION: &str = "none";
 
 /// Verdict cache options of the commands that analyse.
 #[derive(clap::Args)]
@@ -107,34 +103,38 @@ pub fn adapter_identity(adapter: Option<&Adapter>, merged: bool) -> Result<Strin
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The cache context of a run: model, adapter, taxonomy, playbooks and the settings
-/// that change a model verdict.
-pub fn cache_context(model: String, adapter: String, settings: String) -> CacheContext {
+/// The cache context of a run: model, adapter, taxonomy, playbook and the settings
+/// that change a model verdict (`config`, `weights`).
+pub fn cache_context(
+    model: String,
+    adapter: String,
+    config: &AnalyzerConfig,
+    weights: &str,
+) -> CacheContext {
     let taxonomy = taxonomy_version(Taxonomy::builtin(), Catalog::enterprise());
+    // The playbook only matters where it writes the narrative.
+    let playbook = match (&config.narrative, &config.playbook) {
+        (None, Some(book)) => book.version().to_string(),
+        _ => "none".to_string(),
+    };
+    let settings = format!(
+        "grammar={} narrative={} beam={} follows={} severity_follows={} bounds={} max_input={} max_new={} weights={weights}",
+        config.constrained,
+        config.narrative.is_some(),
+        config.technique_beam,
+        config.technique_follows_type,
+        config.severity_follows_type,
+        config.signal_bounds,
+        config.max_input_tokens,
+        config.max_new_tokens,
+    );
     CacheContext {
         model,
         adapter,
         taxonomy,
-        playbook: PLAYBOOK_VERSION.to_string(),
+        playbook,
         settings: format!("opensoc {}; {settings}", env!("CARGO_PKG_VERSION")),
     }
-}
-
-/// The analysis settings that change a model verdict, as the cache key holds them.
-#[allow(clippy::too_many_arguments)] // one value per setting, named at the call
-pub fn settings(
-    constrained: bool,
-    narrative: bool,
-    beam: usize,
-    technique_follows_type: bool,
-    bounds: bool,
-    max_input_tokens: usize,
-    max_new_tokens: usize,
-    weights: &str,
-) -> String {
-    format!(
-        "grammar={constrained} narrative={narrative} beam={beam} follows={technique_follows_type} bounds={bounds} max_input={max_input_tokens} max_new={max_new_tokens} weights={weights}"
-    )
 }
 
 /// Who answered an entry.
@@ -286,6 +286,7 @@ impl<'a> Pipeline<'a> {
                         &hit.verdict,
                         &assessment,
                         self.min_confidence,
+                        self.analyzer.playbook(),
                     );
                     v.cache = Some(CacheUse { hits: hit.hits });
                     return Some(Done {
