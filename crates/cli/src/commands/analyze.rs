@@ -369,14 +369,11 @@ pub fn run(args: Args) -> Result<Outcome> {
         }
         queued_since = (pipeline.queued() > 0).then(Instant::now);
         progress.suspend(|| print_stats(&intake, &tally));
-        if ended || stop.load(Ordering::Relaxed) {
-            if pipeline.queued() == 0 {
-                break;
-            }
+        if (ended || stop.load(Ordering::Relaxed)) && pipeline.queued() == 0 {
+            break;
         }
     }
     pipeline.finish();
-    drop(write);
     for d in reorder.drain() {
         write_done(d, &mut writer, &mut tally, &progress)?;
     }
