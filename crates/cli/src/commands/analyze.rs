@@ -259,11 +259,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
     prepare_for_analysis(&mut model, !args.unconstrained);
     args.adapter.apply(&mut model, adapter.as_ref())?;
-    let (narrative, playbook) = if args.no_narrative {
-        (None, None)
-    } else {
-        args.narrative.config()?
-    };
+    let (narrative, playbook) = args.narrative.config_unless(args.no_narrative)?;
     let config = AnalyzerConfig {
         max_new_tokens: args.max_new_tokens,
         max_input_tokens: args.max_input_tokens,

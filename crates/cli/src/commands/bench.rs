@@ -452,11 +452,7 @@ fn run_log(args: &Args, log: &Path) -> Result<Outcome> {
     let mut model = load_model(args.model.as_deref(), weights.into(), args.quiet)?;
     prepare_for_analysis(&mut model, true);
     args.adapter.apply(&mut model, adapter.as_ref())?;
-    let (narrative, playbook) = if args.no_narrative {
-        (None, None)
-    } else {
-        args.narrative.config()?
-    };
+    let (narrative, playbook) = args.narrative.config_unless(args.no_narrative)?;
     let narrative_mode = match (&narrative, &playbook) {
         (Some(_), _) => "model",
         (None, Some(_)) => "playbook",

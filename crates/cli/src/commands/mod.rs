@@ -220,6 +220,22 @@ pub struct NarrativeArgs {
 }
 
 impl NarrativeArgs {
+    /// [`NarrativeArgs::config`], or no narrative at all when the old `--no-narrative`
+    /// flag (kept hidden as an alias of `--narrative none`) is given.
+    pub fn config_unless(
+        &self,
+        no_narrative: bool,
+    ) -> Result<(
+        Option<opensoc_analyze::NarrativeLimits>,
+        Option<std::sync::Arc<opensoc_analyze::Playbook>>,
+    )> {
+        if no_narrative {
+            Ok((None, None))
+        } else {
+            self.config()
+        }
+    }
+
     /// `AnalyzerConfig`'s `narrative` and `playbook` for these options.
     pub fn config(
         &self,

@@ -8,12 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
+use opensoc_analyze::{Analyzer, AnalyzerConfig};
 use opensoc_ingest::{Intake, IntakeConfig, Source};
 use opensoc_serve::{check_bind, read_token_file, Analyze, Console, ServeConfig, Store};
 use opensoc_verdict::Verdict;
 
-use super::{load_model, prepare_for_analysis, AdapterArgs, TechniqueArgs, TriageArgs, Weights};
+use super::{
+    load_model, prepare_for_analysis, AdapterArgs, NarrativeArgs, TechniqueArgs, TriageArgs,
+    Weights,
+};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -56,8 +59,10 @@ pub struct Args {
     technique: TechniqueArgs,
     #[command(flatten)]
     triage: TriageArgs,
-    /// Stop after the structured fields (no evidence, impact, recommendation): faster.
-    #[arg(long)]
+    #[command(flatten)]
+    narrative: NarrativeArgs,
+    /// Same as `--narrative none`.
+    #[arg(long, hide = true)]
     no_narrative: bool,
     /// Entries analysed together.
     #[arg(long, default_value_t = 8, value_name = "N")]
@@ -107,12 +112,15 @@ pub fn run(args: Args) -> Result<Outcome> {
     let mut model = load_model(args.model.as_deref(), args.weights.into(), false)?;
     prepare_for_analysis(&mut model, true);
     args.adapter.apply(&mut model, adapter.as_ref())?;
+    let (narrative, playbook) = args.narrative.config_unless(args.no_narrative)?;
     let analyzer = Analyzer::new(
         model,
         AnalyzerConfig {
             technique_beam: args.technique.beam,
             technique_follows_type: !args.technique.free,
-            narrative: (!args.no_narrative).then(NarrativeLimits::default),
+            severity_follows_type: !args.technique.free_severity,
+            narrative,
+            playbook,
             min_confidence: args.min_confidence,
             triage: args.triage.triage()?,
             signal_bounds: !args.triage.no_bounds,

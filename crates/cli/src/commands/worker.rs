@@ -5,10 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use opensoc_analyze::{Analyzer, AnalyzerConfig, NarrativeLimits};
+use opensoc_analyze::{Analyzer, AnalyzerConfig};
 use opensoc_scale::{connect, Settings, StepResult, WorkItem, Worker};
 
-use super::{load_model, prepare_for_analysis, AdapterArgs, TechniqueArgs, TriageArgs, Weights};
+use super::{
+    load_model, prepare_for_analysis, AdapterArgs, NarrativeArgs, TechniqueArgs, TriageArgs,
+    Weights,
+};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -50,8 +53,10 @@ pub struct Args {
     /// Generate freely and parse the text instead of decoding under the verdict grammar.
     #[arg(long)]
     unconstrained: bool,
-    /// Stop after the structured fields (no evidence, impact, recommendation): faster.
-    #[arg(long)]
+    #[command(flatten)]
+    narrative: NarrativeArgs,
+    /// Same as `--narrative none`.
+    #[arg(long, hide = true)]
     no_narrative: bool,
     /// Mark verdicts less confident than this (0-1) as `needs_review`.
     #[arg(long, value_name = "P")]
@@ -74,6 +79,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
     prepare_for_analysis(&mut model, !args.unconstrained);
     args.adapter.apply(&mut model, adapter.as_ref())?;
+    let (narrative, playbook) = args.narrative.config_unless(args.no_narrative)?;
     let analyzer = Analyzer::new(
         model,
         AnalyzerConfig {
@@ -82,7 +88,9 @@ pub fn run(args: Args) -> Result<Outcome> {
             constrained: !args.unconstrained,
             technique_beam: args.technique.beam,
             technique_follows_type: !args.technique.free,
-            narrative: (!args.no_narrative).then(NarrativeLimits::default),
+            severity_follows_type: !args.technique.free_severity,
+            narrative,
+            playbook,
             min_confidence: args.min_confidence,
             triage: args.triage.triage()?,
             signal_bounds: !args.triage.no_bounds,
