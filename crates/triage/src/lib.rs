@@ -146,6 +146,7 @@ impl Triage {
         // (any success, any failure) among the records.
         let mut outcomes = (false, false);
         let mut elided = false;
+        let mut own_summary = false;
         let mut note = |ev: &opensoc_ingest::LogEvent| match record_success(ev) {
             Some(true) => outcomes.0 = true,
             Some(false) => outcomes.1 = true,
@@ -169,7 +170,14 @@ impl Triage {
                 if is_summary_line(line) {
                     // An incident: more than one event, whatever was shown.
                     records = records.max(2);
-                    elided = true;
+                    // OpenSOC's own summary names the source, and its incidents always
+                    // show the success that ended a burst; other renderings (the paper's
+                    // `[...29 total attempts...]`) may have left one out.
+                    if line.contains(" total ") && line.contains(" from ") {
+                        own_summary = true;
+                    } else {
+                        elided = true;
+                    }
                     continue;
                 }
                 let ev = signals::record_signals(at, line, &mut signals);
@@ -179,6 +187,7 @@ impl Triage {
             }
         }
         let format = first.as_ref().map_or(Format::Plain, |e| e.format);
+        let elided = elided && !own_summary;
         let route = self.route(&signals, records, format, first.as_ref(), outcomes, elided);
         Assessment {
             signals,

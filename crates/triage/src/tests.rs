@@ -296,9 +296,16 @@ fn outcome_follows_status_and_successful_logins() {
     };
     let mut ssh: Vec<String> = (0..5).map(failed).collect();
     assert_eq!(outcome(&ssh.join("\n")), Outcome::Failed);
-    // A rendering that leaves lines out cannot tell that no success was among them.
+    // A rendering that leaves lines out cannot tell that no success was among them...
     let elided = format!("{}\n[... 30 more ...]\n{}", ssh.join("\n"), failed(7));
     assert_eq!(outcome(&elided), Outcome::Unknown);
+    let paper = format!("{}\n[...37 total attempts...]", ssh.join("\n"));
+    assert_eq!(outcome(&paper), Outcome::Unknown);
+    // ... unless it is OpenSOC's own incident, which always shows the ending success.
+    let own = format!(
+        "{elided}\n[...36 total failed auth attempts from 185.220.101.4 over 1m00s (~36/minute), 2026-11-12T09:20:00Z to 2026-11-12T09:21:00Z; users (1): root...]"
+    );
+    assert_eq!(outcome(&own), Outcome::Failed);
     ssh.push("Nov 12 09:20:09 web01 sshd[2230]: Accepted password for root from 185.220.101.4 port 51130 ssh2".into());
     assert_eq!(outcome(&ssh.join("\n")), Outcome::Succeeded);
 }
