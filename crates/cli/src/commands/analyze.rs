@@ -7,16 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use opensoc_analyze::{Analyzer, AnalyzerConfig};
+use opensoc_analyze::Analyzer;
 use opensoc_ingest::{Entry, GroupingConfig, Intake, IntakeConfig, Source, Stats, Timeout};
 use opensoc_report::{terminal_safe, Format, VerdictWriter};
 use opensoc_sinks::{ForwardConfig, ForwardTarget, Outputs, SiemFormat, SiemWriter, VerdictSink};
 
 use super::pipeline::{self, By, CacheArgs, Done, Pipeline, Reorder};
-use super::{
-    load_model, prepare_for_analysis, progress_bar, AdapterArgs, NarrativeArgs, TechniqueArgs,
-    TriageArgs, Weights,
-};
+use super::{load_model, prepare_for_analysis, progress_bar, AdapterArgs, VerdictArgs, Weights};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -62,33 +59,13 @@ pub struct Args {
     /// straight to the results, which `opensoc collect` reads (docs/SCALE-OUT.md).
     #[arg(long, value_name = "URL")]
     publish: Option<String>,
-    /// Most tokens generated per entry.
-    #[arg(long, default_value_t = 256)]
-    max_new_tokens: usize,
-    /// Log text beyond this many tokens is cut in the middle (with a marker).
-    #[arg(long, default_value_t = 1024)]
-    max_input_tokens: usize,
     #[command(flatten)]
-    technique: TechniqueArgs,
-    #[command(flatten)]
-    triage: TriageArgs,
-    /// Generate freely and parse the text (the paper's way) instead of decoding under the
-    /// verdict grammar, which always yields valid fields.
-    #[arg(long)]
-    unconstrained: bool,
-    #[command(flatten)]
-    narrative: NarrativeArgs,
-    /// Same as `--narrative none` (kept for scripts written before `--narrative`).
-    #[arg(long, hide = true)]
-    no_narrative: bool,
+    verdict: VerdictArgs,
     /// Entries analysed together: their model steps share passes over the weights, which
     /// is faster on a CPU. Only entries already read are joined (a followed file or a
     /// syslog stream is not held back waiting for more); 1 analyses one at a time.
     #[arg(long, default_value_t = 8, value_name = "N")]
     batch: usize,
-    /// Mark verdicts less confident than this (0-1) as `needs_review`.
-    #[arg(long, value_name = "P")]
-    min_confidence: Option<f32>,
     /// Print the counters (received, parsed, grouped, queued, analysed, dropped...) on
     /// stderr every `--stats-every` seconds and at the end. They are always printed when
     /// SIGINT or SIGTERM stops the run.
@@ -257,23 +234,9 @@ pub fn run(args: Args) -> Result<Outcome> {
 
     let adapter = args.adapter.select(args.model.as_deref())?;
     let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
-    prepare_for_analysis(&mut model, !args.unconstrained);
+    prepare_for_analysis(&mut model, !args.verdict.unconstrained);
     args.adapter.apply(&mut model, adapter.as_ref())?;
-    let (narrative, playbook) = args.narrative.config_unless(args.no_narrative)?;
-    let config = AnalyzerConfig {
-        max_new_tokens: args.max_new_tokens,
-        max_input_tokens: args.max_input_tokens,
-        constrained: !args.unconstrained,
-        technique_beam: args.technique.beam,
-        technique_follows_type: !args.technique.free,
-        severity_follows_type: !args.technique.free_severity,
-        narrative,
-        playbook,
-        min_confidence: args.min_confidence,
-        triage: args.triage.triage()?,
-        signal_bounds: !args.triage.no_bounds,
-        ..AnalyzerConfig::default()
-    };
+    let config = args.verdict.config()?;
     // --- verdict cache: keyed by everything that decides a model verdict ---
     let cache = match args.cache.open(args.quiet)? {
         Some(cache) => {
@@ -312,7 +275,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     // Fast-path and cache answers are written as soon as their entry is read; only
     // model work is batched, and a batch waits at most BATCH_WAIT for more entries.
     // A file's verdicts keep the input's order; a live stream's come as they are ready.
-    let mut pipeline = Pipeline::new(&analyzer, cache, args.min_confidence, args.batch);
+    let mut pipeline = Pipeline::new(&analyzer, cache, args.verdict.min_confidence, args.batch);
     let mut reorder = Reorder::new(!live);
     let mut queued_since: Option<Instant> = None;
     let mut write = |done: Done, tally: &mut Tally| -> Result<()> {
@@ -462,7 +425,7 @@ fn finish(
 /// `--publish`: intake and triage here, the model on the workers (docs/SCALE-OUT.md).
 fn publish_entries(args: &Args, url: &str, intake: &Intake, stop: &AtomicBool) -> Result<Outcome> {
     use opensoc_scale::{Publisher, Settings, WorkItem};
-    let triage = args.triage.triage()?;
+    let triage = args.verdict.triage.triage()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -255,3 +255,52 @@ impl NarrativeArgs {
         })
     }
 }
+
+/// How the model's verdicts are decoded: the options `analyze` and `worker` share, and
+/// the one place they become an [`opensoc_analyze::AnalyzerConfig`].
+#[derive(clap::Args)]
+pub struct VerdictArgs {
+    /// Most tokens generated per entry.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// Log text beyond this many tokens is cut in the middle (with a marker).
+    #[arg(long, default_value_t = 1024)]
+    pub max_input_tokens: usize,
+    #[command(flatten)]
+    pub technique: TechniqueArgs,
+    #[command(flatten)]
+    pub triage: TriageArgs,
+    /// Generate freely and parse the text (the paper's way) instead of decoding under the
+    /// verdict grammar, which always yields valid fields.
+    #[arg(long)]
+    pub unconstrained: bool,
+    #[command(flatten)]
+    pub narrative: NarrativeArgs,
+    /// Same as `--narrative none` (kept for scripts written before `--narrative`).
+    #[arg(long, hide = true)]
+    pub no_narrative: bool,
+    /// Mark verdicts less confident than this (0-1) as `needs_review`.
+    #[arg(long, value_name = "P")]
+    pub min_confidence: Option<f32>,
+}
+
+impl VerdictArgs {
+    /// The analyzer configuration these options ask for.
+    pub fn config(&self) -> Result<opensoc_analyze::AnalyzerConfig> {
+        let (narrative, playbook) = self.narrative.config_unless(self.no_narrative)?;
+        Ok(opensoc_analyze::AnalyzerConfig {
+            max_new_tokens: self.max_new_tokens,
+            max_input_tokens: self.max_input_tokens,
+            constrained: !self.unconstrained,
+            technique_beam: self.technique.beam,
+            technique_follows_type: !self.technique.free,
+            severity_follows_type: !self.technique.free_severity,
+            narrative,
+            playbook,
+            min_confidence: self.min_confidence,
+            triage: self.triage.triage()?,
+            signal_bounds: !self.triage.no_bounds,
+            ..opensoc_analyze::AnalyzerConfig::default()
+        })
+    }
+}

@@ -5,13 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use opensoc_analyze::{Analyzer, AnalyzerConfig};
+use opensoc_analyze::Analyzer;
 use opensoc_scale::{connect, Settings, StepResult, WorkItem, Worker};
 
-use super::{
-    load_model, prepare_for_analysis, AdapterArgs, NarrativeArgs, TechniqueArgs, TriageArgs,
-    Weights,
-};
+use super::{load_model, prepare_for_analysis, AdapterArgs, VerdictArgs, Weights};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -40,27 +37,8 @@ pub struct Args {
     /// In-memory format of GGUF weights.
     #[arg(long, value_enum, default_value_t = Weights::Mixed)]
     weights: Weights,
-    /// Most tokens generated per entry.
-    #[arg(long, default_value_t = 256)]
-    max_new_tokens: usize,
-    /// Log text beyond this many tokens is cut in the middle (with a marker).
-    #[arg(long, default_value_t = 1024)]
-    max_input_tokens: usize,
     #[command(flatten)]
-    technique: TechniqueArgs,
-    #[command(flatten)]
-    triage: TriageArgs,
-    /// Generate freely and parse the text instead of decoding under the verdict grammar.
-    #[arg(long)]
-    unconstrained: bool,
-    #[command(flatten)]
-    narrative: NarrativeArgs,
-    /// Same as `--narrative none`.
-    #[arg(long, hide = true)]
-    no_narrative: bool,
-    /// Mark verdicts less confident than this (0-1) as `needs_review`.
-    #[arg(long, value_name = "P")]
-    min_confidence: Option<f32>,
+    verdict: VerdictArgs,
     /// No summary on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -77,26 +55,9 @@ pub fn run(args: Args) -> Result<Outcome> {
 
     let adapter = args.adapter.select(args.model.as_deref())?;
     let mut model = load_model(args.model.as_deref(), args.weights.into(), args.quiet)?;
-    prepare_for_analysis(&mut model, !args.unconstrained);
+    prepare_for_analysis(&mut model, !args.verdict.unconstrained);
     args.adapter.apply(&mut model, adapter.as_ref())?;
-    let (narrative, playbook) = args.narrative.config_unless(args.no_narrative)?;
-    let analyzer = Analyzer::new(
-        model,
-        AnalyzerConfig {
-            max_new_tokens: args.max_new_tokens,
-            max_input_tokens: args.max_input_tokens,
-            constrained: !args.unconstrained,
-            technique_beam: args.technique.beam,
-            technique_follows_type: !args.technique.free,
-            severity_follows_type: !args.technique.free_severity,
-            narrative,
-            playbook,
-            min_confidence: args.min_confidence,
-            triage: args.triage.triage()?,
-            signal_bounds: !args.triage.no_bounds,
-            ..AnalyzerConfig::default()
-        },
-    )?;
+    let analyzer = Analyzer::new(model, args.verdict.config()?)?;
     let step = move |items: &[WorkItem]| -> Vec<StepResult> {
         let entries: Vec<(String, String)> = items
             .iter()
