@@ -176,24 +176,12 @@ pub fn answer(fine_type: &str, facts: &Facts) -> Result<(String, &'static str), 
 
 /// The taxonomy's category as a `'static` name (for counting).
 fn category_static(c: &str) -> &'static str {
-    const ALL: &[&str] = &[
-        "SQL INJECTION",
-        "XSS",
-        "COMMAND INJECTION",
-        "PATH TRAVERSAL",
-        "LFI",
-        "BRUTE FORCE",
-        "SSH BRUTE FORCE",
-        "CREDENTIAL STUFFING",
-        "RECONNAISSANCE",
-        "DDOS",
-        "DATA EXFILTRATION",
-        "LATERAL MOVEMENT",
-        "MALWARE C2",
-        "NO THREAT",
-        "WINDOWS THREAT",
-    ];
-    ALL.iter().copied().find(|a| *a == c).unwrap_or("OTHER")
+    Taxonomy::builtin()
+        .categories()
+        .iter()
+        .map(String::as_str)
+        .find(|a| *a == c)
+        .unwrap_or("OTHER")
 }
 
 /// Evidence stays on one line and short: the answer format is line-based.
