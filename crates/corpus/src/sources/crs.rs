@@ -396,45 +396,8 @@ pub fn shows_class_syntax(family: u32, decoded: &str) -> bool {
         return false;
     }
     match family {
-        942 => {
-            count(&[
-                "'",
-                "\"",
-                "--",
-                "#",
-                "/*",
-                ";",
-                "=",
-                " or ",
-                " and ",
-                "||",
-                "&&",
-                "select",
-                "union",
-                "sleep",
-                "benchmark",
-                "waitfor",
-                "@@",
-                "char(",
-                "concat",
-                "0x",
-                "order by",
-                "group by",
-                "having",
-                "insert",
-                "update",
-                "delete",
-                "drop",
-                "exec",
-                "information_schema",
-                "xor",
-                "from",
-                "where",
-                "limit",
-                "case",
-                "like",
-            ]) >= 2
-        }
+        // SQL needs two marks here, punctuation counting too.
+        942 => count(SQL_WORDS) + count(&["'", "\"", ";", "="]) >= 2,
         941 => {
             count(&[
                 "<",
