@@ -423,6 +423,24 @@ impl LogEvent {
         self.fields.get(name)
     }
 
+    /// Whether the event reports a success (`Some(true)`), a failure (`Some(false)`) or
+    /// neither: a web answer's status class (2xx; 4xx or 5xx), else the parsers'
+    /// `outcome` (sshd `Accepted` and `Failed`, PAM, sudo, Windows logons).
+    pub fn succeeded(&self) -> Option<bool> {
+        if let Some(status) = self.field("status") {
+            return match status.as_bytes().first() {
+                Some(b'2') => Some(true),
+                Some(b'4' | b'5') => Some(false),
+                _ => None,
+            };
+        }
+        match self.field("outcome") {
+            Some("success") => Some(true),
+            Some("failure") => Some(false),
+            _ => None,
+        }
+    }
+
     /// Sets a field unless the value is empty or a `-` placeholder.
     pub(crate) fn set(
         &mut self,

@@ -556,10 +556,11 @@ impl Grouper {
         loc: &Location,
         out: &mut Vec<Grouped>,
     ) -> bool {
-        let web_ok = ev.field("status").is_some_and(|s| s.starts_with('2'));
-        if !web_ok && ev.field("outcome") != Some("success") {
+        if ev.succeeded() != Some(true) {
             return false;
         }
+        // A web success must be on one of the burst's paths.
+        let web = ev.field("status").is_some();
         let (Some(ts), Some(source)) = (
             ev.timestamp.map(|t| t.0),
             group_source(ev, BurstKind::AuthFailure),
@@ -576,10 +577,9 @@ impl Grouper {
         let joins = bucket.get(source.as_ref()).is_some_and(|g| {
             (ts - g.last_ts).abs() <= gap
                 && g.incident.as_ref().is_some_and(|inc| {
-                    !web_ok
-                        || ev
-                            .field("path")
-                            .is_some_and(|p| inc.paths.counts.contains_key(p))
+                    !web || ev
+                        .field("path")
+                        .is_some_and(|p| inc.paths.counts.contains_key(p))
                 })
         });
         if !joins {

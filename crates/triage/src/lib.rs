@@ -77,24 +77,6 @@ pub enum Outcome {
     Unknown,
 }
 
-/// Whether one record reports a success (`Some(true)`), a failure (`Some(false)`), or
-/// neither: a web answer's status class; the parsers' `outcome` (sshd `Accepted` and
-/// `Failed`, PAM, sudo, Windows logons).
-fn record_success(ev: &opensoc_ingest::LogEvent) -> Option<bool> {
-    if let Some(status) = ev.field("status") {
-        return match status.as_bytes().first() {
-            Some(b'2') => Some(true),
-            Some(b'4' | b'5') => Some(false),
-            _ => None,
-        };
-    }
-    match ev.field("outcome") {
-        Some("success") => Some(true),
-        Some("failure") => Some(false),
-        _ => None,
-    }
-}
-
 /// What triage found in one entry.
 #[derive(Debug, Clone)]
 pub struct Assessment {
@@ -147,7 +129,7 @@ impl Triage {
         let mut outcomes = (false, false);
         let mut elided = false;
         let mut own_summary = false;
-        let mut note = |ev: &opensoc_ingest::LogEvent| match record_success(ev) {
+        let mut note = |ev: &opensoc_ingest::LogEvent| match ev.succeeded() {
             Some(true) => outcomes.0 = true,
             Some(false) => outcomes.1 = true,
             None => {}
