@@ -394,6 +394,12 @@ impl Incident {
     }
 }
 
+/// Whether `line` is the summary line [`Incident::render`] writes (`[...N total ... from
+/// SOURCE ...]`): an incident rendered so always shows the success that ended its burst.
+pub fn is_incident_summary(line: &str) -> bool {
+    line.trim_start().starts_with("[...") && line.contains(" total ") && line.contains(" from ")
+}
+
 /// Seconds from the config to milliseconds, saturating: a huge window means "never".
 fn secs_to_ms(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4)
@@ -797,6 +803,10 @@ mod tests {
         assert!(text.contains("\" 200 0 "), "{text}");
         assert!(
             text.contains("then a success from the same source"),
+            "{text}"
+        );
+        assert!(
+            text.lines().last().is_some_and(is_incident_summary),
             "{text}"
         );
         assert_eq!(out.len(), 3, "{out:#?}");

@@ -71,7 +71,9 @@ mod suspicion;
 pub use error::IngestError;
 pub use event::{Fields, Format, LogEvent, Timestamp};
 pub use evtx_file::parse_evtx;
-pub use group::{BurstKind, Grouped, Grouper, GroupingConfig, Incident, Location};
+pub use group::{
+    is_incident_summary, BurstKind, Grouped, Grouper, GroupingConfig, Incident, Location,
+};
 pub use intake::{
     ingest_reader, Entry, Intake, IntakeConfig, Source, Timeout, DEFAULT_MAX_ENTRY_BYTES,
 };

@@ -155,7 +155,7 @@ impl Triage {
                     // OpenSOC's own summary names the source, and its incidents always
                     // show the success that ended a burst; other renderings (the paper's
                     // `[...29 total attempts...]`) may have left one out.
-                    if line.contains(" total ") && line.contains(" from ") {
+                    if opensoc_ingest::is_incident_summary(line) {
                         own_summary = true;
                     } else {
                         elided = true;
