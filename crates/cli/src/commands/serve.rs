@@ -8,15 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use opensoc_analyze::{Analyzer, AnalyzerConfig};
+use opensoc_analyze::Analyzer;
 use opensoc_ingest::{Intake, IntakeConfig, Source};
 use opensoc_serve::{check_bind, read_token_file, Analyze, Console, ServeConfig, Store};
 use opensoc_verdict::Verdict;
 
-use super::{
-    load_model, prepare_for_analysis, AdapterArgs, NarrativeArgs, TechniqueArgs, TriageArgs,
-    Weights,
-};
+use super::{load_model, prepare_for_analysis, AdapterArgs, VerdictArgs, Weights};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -56,20 +53,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Weights::Mixed)]
     weights: Weights,
     #[command(flatten)]
-    technique: TechniqueArgs,
-    #[command(flatten)]
-    triage: TriageArgs,
-    #[command(flatten)]
-    narrative: NarrativeArgs,
-    /// Same as `--narrative none`.
-    #[arg(long, hide = true)]
-    no_narrative: bool,
+    verdict: VerdictArgs,
     /// Entries analysed together.
     #[arg(long, default_value_t = 8, value_name = "N")]
     batch: usize,
-    /// Mark verdicts less confident than this (0-1) as `needs_review`.
-    #[arg(long, value_name = "P")]
-    min_confidence: Option<f32>,
 }
 
 /// The real pipeline behind the console's trait.
@@ -110,23 +97,9 @@ pub fn run(args: Args) -> Result<Outcome> {
 
     let adapter = args.adapter.select(args.model.as_deref())?;
     let mut model = load_model(args.model.as_deref(), args.weights.into(), false)?;
-    prepare_for_analysis(&mut model, true);
+    prepare_for_analysis(&mut model, !args.verdict.unconstrained);
     args.adapter.apply(&mut model, adapter.as_ref())?;
-    let (narrative, playbook) = args.narrative.config_unless(args.no_narrative)?;
-    let analyzer = Analyzer::new(
-        model,
-        AnalyzerConfig {
-            technique_beam: args.technique.beam,
-            technique_follows_type: !args.technique.free,
-            severity_follows_type: !args.technique.free_severity,
-            narrative,
-            playbook,
-            min_confidence: args.min_confidence,
-            triage: args.triage.triage()?,
-            signal_bounds: !args.triage.no_bounds,
-            ..AnalyzerConfig::default()
-        },
-    )?;
+    let analyzer = Analyzer::new(model, args.verdict.config()?)?;
 
     let mut config = ServeConfig::new(&args.db);
     config.token = token;
