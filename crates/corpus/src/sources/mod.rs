@@ -13,6 +13,7 @@ pub mod composed;
 pub mod crowdsec;
 pub mod crs;
 pub mod evtx;
+pub mod fuzzdb;
 pub mod libinjection;
 pub mod lnav;
 pub mod payloads;
@@ -41,6 +42,10 @@ pub const ALL: &[SourceDef] = &[
     SourceDef {
         dir: wafbypass::DIR,
         read: wafbypass::read,
+    },
+    SourceDef {
+        dir: fuzzdb::DIR,
+        read: fuzzdb::read,
     },
     SourceDef {
         dir: crowdsec::DIR,
