@@ -74,7 +74,42 @@ pub fn percent_decode(s: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&overlong_to_ascii(out)).into_owned()
+}
+
+/// Overlong UTF-8 forms of ASCII (`%c0%af` for `/`, `%c0%ae` for `.`, `%e0%80%af`):
+/// invalid UTF-8 that old decoders accepted, sent to slip `../` and spaces past filters.
+/// They become the character they spell; other invalid bytes are left to the lossy
+/// conversion.
+fn overlong_to_ascii(b: Vec<u8>) -> Vec<u8> {
+    if !b.iter().any(|&c| c == 0xC0 || c == 0xC1 || c == 0xE0) {
+        return b;
+    }
+    let cont = |i: usize| b.get(i).copied().filter(|c| c & 0xC0 == 0x80);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            0xC0 | 0xC1 => {
+                if let Some(c1) = cont(i + 1) {
+                    out.push(((b[i] & 0x1F) << 6) | (c1 & 0x3F));
+                    i += 2;
+                    continue;
+                }
+            }
+            0xE0 => {
+                if let (Some(c1 @ 0x80..=0x81), Some(c2)) = (cont(i + 1), cont(i + 2)) {
+                    out.push(((c1 & 0x3F) << 6) | (c2 & 0x3F));
+                    i += 3;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
 }
 
 /// `&lt;`, `&#60;`, `&#x3c;` and the few named entities payloads use.
@@ -133,9 +168,10 @@ fn html_entities(s: &str) -> String {
     out
 }
 
-/// `\x3c` escapes, as in payloads aimed at JavaScript or shell contexts.
+/// `\x3c` and `\u003c` (or `\u{3c}`) escapes, as in payloads aimed at JavaScript or
+/// shell contexts.
 fn hex_escapes(s: &str) -> String {
-    if !s.contains("\\x") {
+    if !s.contains("\\x") && !s.contains("\\u") {
         return s.to_string();
     }
     let b = s.as_bytes();
@@ -152,26 +188,71 @@ fn hex_escapes(s: &str) -> String {
                 continue;
             }
         }
+        if b[i] == b'\\' && b.get(i + 1) == Some(&b'u') {
+            if let Some((c, len)) = js_unicode_escape(&b[i + 2..]) {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                i += 2 + len;
+                continue;
+            }
+        }
         out.push(b[i]);
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The character of a JavaScript `\u` escape whose body starts `b` (`0065` or `{65}`),
+/// and the body's length.
+fn js_unicode_escape(b: &[u8]) -> Option<(char, usize)> {
+    let (digits, len) = match b.first() {
+        Some(b'{') => {
+            let end = b.iter().take(8).position(|&c| c == b'}')?;
+            (&b[1..end], end + 1)
+        }
+        _ => (b.get(..4)?, 4),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let code = digits
+        .iter()
+        .try_fold(0u32, |acc, &c| hex_val(c).map(|v| acc << 4 | u32::from(v)))?;
+    char::from_u32(code).map(|c| (c, len))
+}
+
+/// Characters with no glyph that browsers and many parsers skip (zero-width space and
+/// joiners, bidirectional marks, word joiner, byte order mark, soft hyphen): inserted
+/// inside keywords (`un\u{200b}ion`) to break a filter's match.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+}
+
 /// The decoded text in a canonical form for matching: lower case, SQL/C comments and
 /// runs of whitespace collapsed to one space (`UNION/**/SELECT` is `union select`), line
 /// breaks to one `\n`.
 pub fn canonical(decoded: &str) -> String {
-    let lower = decoded.to_lowercase();
+    let lower: String = decoded
+        .chars()
+        .filter(|&c| !is_invisible(c))
+        .flat_map(char::to_lowercase)
+        .collect();
     let mut out = String::with_capacity(lower.len());
     let mut rest = lower.as_str();
     while let Some(at) = rest.find("/*") {
         out.push_str(&rest[..at]);
         out.push(' ');
-        rest = match rest[at + 2..].find("*/") {
-            Some(e) => &rest[at + 2 + e + 2..],
-            None => "",
+        let body = &rest[at + 2..];
+        let (inside, after) = match body.find("*/") {
+            Some(e) => (&body[..e], &body[e + 2..]),
+            None => (body, ""),
         };
+        // MySQL runs the text of a `/*!` (or `/*!50000`) comment as SQL.
+        if let Some(code) = inside.strip_prefix('!') {
+            out.push_str(code.trim_start_matches(|c: char| c.is_ascii_digit()));
+            out.push(' ');
+        }
+        rest = after;
     }
     out.push_str(rest);
     let mut collapsed = String::with_capacity(out.len());
@@ -199,12 +280,138 @@ pub fn canonical(decoded: &str) -> String {
     collapsed
 }
 
-/// `canonical` text with the characters shells ignore inside a word removed (`wh''oami`,
-/// `w\hoami`, `c^md`, `/etc/pa[s]swd`), for the command and file rules.
+/// `canonical` text as a shell reads it, for the command and file rules: characters
+/// shells drop inside a word removed (`wh''oami`, `w\\hoami`, `c^md`, `/etc/pa[s]swd`),
+/// expansions that stand for nothing removed (`$@`, `$*`, an unset one-letter variable
+/// like `$u`), `${IFS}` and brace lists (`{cat,/etc/passwd}`) read as spaces. `None`
+/// when the text has none of these.
 pub fn squeezed(canon: &str) -> Option<String> {
-    canon
-        .contains(['\'', '"', '\\', '^', '[', ']'])
-        .then(|| canon.replace(['\'', '"', '\\', '^', '[', ']'], ""))
+    const DROPPED: [char; 6] = ['\'', '"', '\\', '^', '[', ']'];
+    if !canon.contains(DROPPED) && !canon.contains(['$', '{']) {
+        return None;
+    }
+    let spaced = canon.replace("${ifs}", " ").replace("$ifs", " ");
+    let b: Vec<char> = spaced.chars().collect();
+    let mut out = String::with_capacity(spaced.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let next = b.get(i + 1).copied();
+        let after = b.get(i + 2).copied();
+        if DROPPED.contains(&c) {
+            i += 1;
+        } else if c == '$' && matches!(next, Some('@' | '*')) {
+            i += 2;
+        } else if c == '$'
+            && next.is_some_and(|n| n.is_ascii_lowercase())
+            && !after.is_some_and(|a| a.is_ascii_alphanumeric() || "_{(".contains(a))
+        {
+            i += 2;
+        } else if matches!(c, '{' | '}' | ',') {
+            out.push(' ');
+            i += 1;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    let collapsed = out
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    (collapsed != canon).then_some(collapsed)
+}
+
+/// The text a base64 value (standard or URL-safe alphabet, 12 characters or more)
+/// encodes, when that is printable text; `None` for anything else, so tokens and
+/// binary blobs are left alone.
+pub fn base64_text(v: &str) -> Option<String> {
+    let body = v.trim_end_matches('=');
+    if body.len() < 12 || v.len() - body.len() > 2 || v.len() > 4096 {
+        return None;
+    }
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' | b'-' => Some(62),
+        b'/' | b'_' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(body.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for &c in body.as_bytes() {
+        acc = acc << 6 | u32::from(val(c)?);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    let text = String::from_utf8(out).ok()?;
+    let printable = text
+        .chars()
+        .filter(|c| !c.is_control() || c.is_whitespace())
+        .count();
+    (printable * 20 >= text.chars().count() * 19).then_some(text)
+}
+
+/// Shell globs in a path (`/e??/pa??wd`, `/???/c?t`, `/etc/pa*wd`): the file or program
+/// each one matches among those attackers aim at. Shells expand them before running
+/// anything, so `cat /e??/p?ss?d` reads `/etc/passwd`.
+pub fn glob_targets(canon: &str) -> Vec<&'static str> {
+    const TARGETS: &[&str] = &[
+        "/etc/passwd",
+        "/etc/shadow",
+        "/etc/hosts",
+        "/etc/group",
+        "/bin/sh",
+        "/bin/bash",
+        "/bin/cat",
+        "/bin/nc",
+        "/bin/ls",
+        "/usr/bin/id",
+        "/usr/bin/wget",
+        "/usr/bin/curl",
+        "/usr/bin/whoami",
+        "/usr/bin/nc",
+        "/usr/bin/python3",
+        "/usr/bin/perl",
+    ];
+    let mut out = Vec::new();
+    for word in canon.split(|c: char| c.is_whitespace() || ";|&`()<>".contains(c)) {
+        if !word.contains('/') || !word.contains(['?', '*']) {
+            continue;
+        }
+        for t in TARGETS {
+            if glob_match(word.as_bytes(), t.as_bytes()) && !out.contains(t) {
+                out.push(*t);
+            }
+        }
+    }
+    out
+}
+
+/// `?` one character, `*` any run (neither crosses `/`), everything else literal.
+/// Dynamic programming over both strings: linear in their product, whatever the stars.
+fn glob_match(p: &[u8], t: &[u8]) -> bool {
+    // row[j]: the pattern read so far matches t[..j].
+    let mut row = vec![false; t.len() + 1];
+    row[0] = true;
+    for &pc in p {
+        let mut next = vec![false; t.len() + 1];
+        for j in 0..=t.len() {
+            next[j] = match pc {
+                b'*' => row[j] || (j > 0 && t[j - 1] != b'/' && next[j - 1]),
+                b'?' => j > 0 && t[j - 1] != b'/' && row[j - 1],
+                c => j > 0 && t[j - 1] == c && row[j - 1],
+            };
+        }
+        row = next;
+    }
+    row[t.len()]
 }
 
 #[cfg(test)]
@@ -235,6 +442,76 @@ mod tests {
         assert_eq!(decode("%zz%4", false), "%zz%4");
         assert_eq!(decode("%ff%fe", false), "\u{FFFD}\u{FFFD}");
         assert_eq!(decode("%u12", false), "%u12");
+    }
+
+    #[test]
+    fn overlong_utf8_and_js_escapes() {
+        assert_eq!(decode("..%c0%af..%c0%afetc", false), "../../etc");
+        assert_eq!(decode("%c0%ae%c0%ae/", false), "../");
+        assert_eq!(decode("%e0%80%af", false), "/");
+        assert_eq!(decode("%3Bcat%c0%a0x", false), ";cat x");
+        assert_eq!(decode("al\\u0065rt(1) \\u{3c}b", false), "alert(1) <b");
+        assert_eq!(decode("\\u12 \\u{zz}", false), "\\u12 \\u{zz}");
+        // A real two-byte character stays itself.
+        assert_eq!(decode("caf%c3%a9", false), "café");
+    }
+
+    #[test]
+    fn invisible_characters_and_versioned_comments() {
+        assert_eq!(canonical("UN\u{200b}ION SE\u{feff}LECT"), "union select");
+        assert_eq!(
+            canonical("/*!50000UNION*/ /*!SELECT*/ 1"),
+            " union select 1"
+        );
+    }
+
+    #[test]
+    fn squeezed_reads_like_a_shell() {
+        assert_eq!(
+            squeezed("c''a\"\"t /etc/pa[s]swd").as_deref(),
+            Some("cat /etc/passwd")
+        );
+        assert_eq!(
+            squeezed("cat$u /etc$u/passwd$u").as_deref(),
+            Some("cat /etc/passwd")
+        );
+        assert_eq!(
+            squeezed("{cat,/etc/passwd}").as_deref(),
+            Some("cat /etc/passwd")
+        );
+        assert_eq!(
+            squeezed("cat${ifs}/etc/passwd").as_deref(),
+            Some("cat /etc/passwd")
+        );
+        assert_eq!(squeezed("who$@ami").as_deref(), Some("whoami"));
+        // Variables in use are kept: `$home`, `${x}`, `$(id)`.
+        assert_eq!(squeezed("echo $home $(id)"), None);
+        assert_eq!(squeezed("plain words"), None);
+    }
+
+    #[test]
+    fn base64_values() {
+        assert_eq!(
+            base64_text("L2V0Yy9wYXNzd2Q=").as_deref(),
+            Some("/etc/passwd")
+        );
+        assert_eq!(
+            base64_text("O2NhdCAvZXRjL3Bhc3N3ZA").as_deref(),
+            Some(";cat /etc/passwd")
+        );
+        // Binary, short, or not base64 at all.
+        assert_eq!(base64_text("/w8AAQIDBAUGBwgJ"), None);
+        assert_eq!(base64_text("aGVsbG8="), None);
+        assert_eq!(base64_text("hello world!"), None);
+    }
+
+    #[test]
+    fn globs_match_targets() {
+        assert_eq!(glob_targets("cat /e??/pa??wd"), ["/etc/passwd"]);
+        assert_eq!(glob_targets(";/???/c?t /etc/hosts"), ["/bin/cat"]);
+        assert_eq!(glob_targets("x /etc/pa*wd"), ["/etc/passwd"]);
+        assert!(glob_targets("/search?q=a*b").is_empty());
+        assert!(glob_targets("/images/*.png").is_empty());
     }
 
     #[test]

@@ -251,12 +251,20 @@ impl Triage {
                 let has = |c: Class| payload.iter().any(|s| s.class == c);
                 let command = has(Class::CommandInjection) || has(Class::MaliciousCommand);
                 let dotdot = has(Class::PathTraversal);
+                // libinjection reads SQL into quoted script and script into SQL: a class
+                // only it raised yields to a class one of the rules raised.
+                let by_rule = |c: Class| {
+                    payload
+                        .iter()
+                        .any(|s| s.class == c && !s.rule.starts_with("libinjection"))
+                };
+                let any_rule = payload.iter().any(|s| !s.rule.starts_with("libinjection"));
                 for s in &payload {
                     let subsumed = match s.class {
                         Class::FileInclusion => command || dotdot,
                         Class::PathTraversal => command,
                         _ => false,
-                    };
+                    } || (any_rule && !by_rule(s.class));
                     if !subsumed {
                         add(s.class.categories());
                     }

