@@ -44,14 +44,18 @@ pub fn family_label(
 }
 
 /// A `..` followed by a separator, written plainly or half-encoded (`../`, `..\`,
-/// `..;/`, `..2f`, `..%c0%af`).
+/// `..;/`, `..2f`, `..%c0%af`, `..0x2f`), dots written as `0x2e0x2e`, or a run of
+/// undecodable escapes (overlong forms of `.` and `/`, shown as U+FFFD) before a path.
 fn climbs(d: &str) -> bool {
+    if d.contains("0x2e0x2e") || d.contains("\u{FFFD}\u{FFFD}") {
+        return true;
+    }
     // Every position, overlapping: `.../` is a climb too.
     (0..d.len()).any(|i| {
         let Some(rest) = d.get(i..).and_then(|r| r.strip_prefix("..")) else {
             return false;
         };
-        ["/", "\\", ";", "2f", "5c", "%"]
+        ["/", "\\", ";", "2f", "5c", "%", "0x2f", "0x5c"]
             .iter()
             .any(|s| rest.starts_with(s))
     })
@@ -606,6 +610,14 @@ mod tests {
             lfi_or_traversal("/.git/config", Placement::Path).0,
             fine::RECON
         );
+        // Dots and slashes in fuzzers' notations are climbs too.
+        for climb in [
+            "f=/0x2e0x2e/etc/passwd",
+            "/..0x2f..0x2fetc/passwd",
+            "f=/\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}etc/passwd",
+        ] {
+            assert_eq!(lfi_or_traversal(climb, Placement::Path).0, fine::TRAVERSAL);
+        }
         assert_eq!(
             family_label(930_130, "/.env", Placement::Path).map(|l| l.0),
             Some(fine::RECON)

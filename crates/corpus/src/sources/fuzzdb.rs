@@ -124,6 +124,9 @@ fn class_label(
         Class::Command if crs::shows_class_syntax(932, decoded) => {
             Some((fine::CMDI, "fuzzdb-folder"))
         }
+        // The inclusion list also holds shell commands (`'/bin/cat /etc/shadow'`): those
+        // are neither class's, and left out.
+        Class::Inclusion if decoded.contains("/bin/") => None,
         Class::Traversal | Class::Inclusion => {
             let (t, _) = crs::lfi_or_traversal(decoded, placement);
             Some((t, "fuzzdb-folder+lfi-or-traversal"))
