@@ -36,3 +36,4 @@ fetch crowdsec-hub  crowdsecurity/hub                   b03cb59b2131ebfc5300f5f1
 fetch lnav          tstack/lnav                         bb0005f96c8dc486ee0b9005a4562be0ef61c878 /test/logfile_shop_access_log.0 /test/logfile_w3c_big.0 /LICENSE
 fetch evtx-to-mitre mdecrevoisier/EVTX-to-MITRE-Attack  8119420d43bc0163200d64a733a80ad6e9cacf90 '/TA*/' '/EVTX_full_APT_attack_steps/' /LICENSE.md
 fetch evtx-samples  omerbenamram/evtx                   9c7d0b5429e86200d9e449bbdd2679cbe54b54ea /samples/ /LICENSE-MIT /LICENSE-APACHE
+fetch fuzzdb        fuzzdb-project/fuzzdb               5656ab25dc6bb43bae32236fab775658a90d7380 /attack/sql-injection/ /attack/xss/ /attack/os-cmd-execution/ /attack/path-traversal/ /attack/lfi/ /attack/rfi/ /_copyright.txt
