@@ -5,6 +5,10 @@
 //!
 //! `cargo run --release -p opensoc-triage --example route_report -- [--unheld] FILE...`
 //! (Alpaca JSON lists or JSONL with `input` and `output`).
+//!
+//! `--routed`: instead of the table, print every record triage sends to the model (as
+//! JSONL, the record unchanged): what an adapter should train on, since the fast path
+//! decides the rest without it (`scripts/training-mix.py`).
 
 use std::collections::BTreeMap;
 
@@ -27,7 +31,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     // `--unheld`: also print every attack whose bounds still allow "No Threat".
     let show_unheld = std::env::args().any(|a| a == "--unheld");
-    for path in std::env::args().skip(1).filter(|a| a != "--unheld") {
+    let routed_only = std::env::args().any(|a| a == "--routed");
+    for path in std::env::args()
+        .skip(1)
+        .filter(|a| a != "--unheld" && a != "--routed")
+    {
         let text = std::fs::read_to_string(&path)?;
         let records: Vec<serde_json::Value> = match serde_json::from_str(&text) {
             Ok(serde_json::Value::Array(v)) => v,
@@ -53,6 +61,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let row = rows.entry(key).or_default();
             row.n += 1;
             let a = triage.assess(input);
+            if routed_only {
+                if matches!(a.route, Route::Model(_)) {
+                    println!("{}", serde_json::to_string(&r)?);
+                }
+                continue;
+            }
             let benign = category == "NO THREAT";
             let problem = match &a.route {
                 Route::FastPath { .. } => {
@@ -84,6 +98,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
             }
         }
+    }
+    if routed_only {
+        return Ok(());
     }
     println!("| label category | entries | fast path | outside bounds | benign forbidden | attacks the model may call benign |");
     println!("|---|---:|---:|---:|---:|---:|");
