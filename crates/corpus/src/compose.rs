@@ -589,8 +589,9 @@ pub fn benign_syslog(rng: &mut Rng) -> String {
 }
 
 /// A burst of sshd password guessing from one public address: `count` failures a few
-/// seconds apart, user names from common guessing lists.
-pub fn ssh_brute_force(count: usize, rng: &mut Rng) -> String {
+/// seconds apart, user names from common guessing lists; with `success`, the guess that
+/// worked comes last (`Accepted password` for one of the guessed users, same address).
+pub fn ssh_brute_force(count: usize, success: bool, rng: &mut Rng) -> String {
     const GUESSES: &[&str] = &[
         "root", "admin", "test", "oracle", "postgres", "ubuntu", "user", "guest", "pi", "ftpuser",
         "git", "support", "www-data", "hadoop", "deploy",
@@ -619,6 +620,26 @@ pub fn ssh_brute_force(count: usize, rng: &mut Rng) -> String {
         };
         out.push_str(&format!("{stamp} {host} sshd[{pid}]: {msg}\n"));
         t += rng.range(1, 6);
+    }
+    if success {
+        // Drawn after the failures, so a burst's failures do not depend on `success`.
+        let user = fixed_user
+            .filter(|u| *u != "root" || rng.chance(50))
+            .unwrap_or_else(|| *rng.pick(&GUESSES[1..]));
+        let (_, mo, d, h, mi, s) = crate::web::civil(t);
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let port = rng.range(30_000, 65_000);
+        out.push_str(&format!(
+            "{} {:>2} {:02}:{:02}:{:02} {host} sshd[{}]: Accepted password for {user} from {ip} port {port} ssh2\n",
+            MONTHS[mo - 1],
+            d,
+            h,
+            mi,
+            s,
+            pid0 + count as u64
+        ));
     }
     out
 }

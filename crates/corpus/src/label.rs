@@ -21,6 +21,7 @@ pub mod fine {
     pub const TRAVERSAL: &str = "Path Traversal / Directory Traversal Attack";
     pub const LFI: &str = "Local File Inclusion (LFI) Attack";
     pub const SSH_BRUTE_FORCE: &str = "SSH Brute Force Attack";
+    pub const SSH_BRUTE_FORCE_SUCCESS: &str = "SSH Brute Force Attack — SUCCESSFUL LOGIN";
     pub const RECON: &str = "Automated Reconnaissance / Vulnerability Scanning";
     pub const WIN_FAILED_LOGIN: &str = "Windows Threat: Failed Login";
     pub const WIN_EXPLICIT_CREDS: &str = "Windows Threat: Explicit Credential Logon";
@@ -225,6 +226,7 @@ mod tests {
             fine::TRAVERSAL,
             fine::LFI,
             fine::SSH_BRUTE_FORCE,
+            fine::SSH_BRUTE_FORCE_SUCCESS,
             fine::RECON,
             fine::WIN_FAILED_LOGIN,
             fine::WIN_EXPLICIT_CREDS,

@@ -1,6 +1,7 @@
 //! Composed traffic (see [`crate::compose`]): benign web requests of the training
 //! application families in every web format, the held-out docs/forum family for
-//! validation, benign system logs, and sshd password-guessing bursts for training.
+//! validation, benign system logs, and sshd password-guessing bursts (one in five ending in a
+//! successful login).
 
 use crate::build::{Sample, Split, Take};
 use crate::compose::{benign_request, benign_syslog, ssh_brute_force, WebFamily};
@@ -104,11 +105,22 @@ pub fn read(seed: u64, counts: &ComposedCounts, out: &mut Vec<Sample>) {
         let key = format!("composed/ssh-brute-force/{i}");
         let mut rng = Rng::for_item(seed, &key);
         let n = rng.range(6, 60) as usize;
+        // One burst in five ends in a successful login (its own draw, so the others
+        // keep their text).
+        let success = Rng::for_item(seed, &format!("{key}/success")).chance(20);
+        let (fine_type, rule) = if success {
+            (
+                fine::SSH_BRUTE_FORCE_SUCCESS,
+                "composed-ssh-brute-force-success",
+            )
+        } else {
+            (fine::SSH_BRUTE_FORCE, "composed-ssh-brute-force")
+        };
         out.push(Sample {
-            text: ssh_brute_force(n, &mut rng),
+            text: ssh_brute_force(n, success, &mut rng),
             key,
-            fine_type: fine::SSH_BRUTE_FORCE,
-            rule: "composed-ssh-brute-force".into(),
+            fine_type,
+            rule: rule.into(),
             source: "composed-syslog",
             split,
             status: None,
