@@ -229,3 +229,31 @@ fn a_directory_without_sources_is_an_error() {
     assert!(build(dir.path(), &config()).is_err());
     assert!(build(&dir.path().join("missing"), &config()).is_err());
 }
+
+#[test]
+fn a_burst_that_ends_in_a_success_is_one_incident_labelled_successful() {
+    // Enough bursts that some end in a success (one in five, seeded).
+    let mut cfg = config();
+    cfg.composed.ssh_bursts_train = 30;
+    let c = build(&sources(), &cfg).expect("fixtures build");
+    let won = by_rule(&c, "composed-ssh-brute-force-success");
+    assert!(!won.is_empty());
+    for r in won {
+        assert!(r.input.contains("Accepted password for "), "{}", r.input);
+        assert!(
+            r.input.contains("then a success from the same source"),
+            "{}",
+            r.input
+        );
+        assert!(r
+            .output
+            .starts_with("THREAT_TYPE: SSH Brute Force Attack — SUCCESSFUL LOGIN\n"));
+        assert!(r.output.contains("SEVERITY: CRITICAL"));
+    }
+    for r in by_rule(&c, "composed-ssh-brute-force") {
+        assert!(!r.input.contains("Accepted password"), "{}", r.input);
+        assert!(r
+            .output
+            .starts_with("THREAT_TYPE: SSH Brute Force Attack\n"));
+    }
+}
