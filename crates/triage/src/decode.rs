@@ -300,12 +300,12 @@ pub fn squeezed(canon: &str) -> Option<String> {
         let after = b.get(i + 2).copied();
         if DROPPED.contains(&c) {
             i += 1;
-        } else if c == '$' && matches!(next, Some('@' | '*')) {
-            i += 2;
         } else if c == '$'
-            && next.is_some_and(|n| n.is_ascii_lowercase())
-            && !after.is_some_and(|a| a.is_ascii_alphanumeric() || "_{(".contains(a))
+            && (matches!(next, Some('@' | '*'))
+                || (next.is_some_and(|n| n.is_ascii_lowercase())
+                    && !after.is_some_and(|a| a.is_ascii_alphanumeric() || "_{(".contains(a))))
         {
+            // `$@`, `$*`, or an unset one-letter variable: nothing.
             i += 2;
         } else if matches!(c, '{' | '}' | ',') {
             out.push(' ');
