@@ -211,6 +211,8 @@ fn batched_analysis_equals_one_entry_at_a_time() {
             }),
             // Let the long entry through to the model, past its 1024 positions.
             max_input_tokens: 4096,
+            // Every entry to the model: the plain ones would take the fast path.
+            triage: opensoc_triage::Triage::new(opensoc_triage::FastPathRules::none()),
             ..AnalyzerConfig::default()
         },
     )
