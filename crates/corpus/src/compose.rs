@@ -601,15 +601,15 @@ pub fn ssh_brute_force(count: usize, success: bool, rng: &mut Rng) -> String {
     let mut t = draw_time(rng);
     let pid0 = rng.range(1000, 60_000);
     let fixed_user = rng.chance(40).then(|| *rng.pick(GUESSES));
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let mut out = String::new();
     for i in 0..count {
         let user = fixed_user.unwrap_or_else(|| *rng.pick(GUESSES));
         let port = rng.range(30_000, 65_000);
         let pid = pid0 + i as u64;
         let (_, mo, d, h, mi, s) = crate::web::civil(t);
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
         let stamp = format!("{} {:>2} {:02}:{:02}:{:02}", MONTHS[mo - 1], d, h, mi, s);
         let msg = match (user, rng.below(3)) {
             ("root", _) | (_, 0) => {
@@ -627,9 +627,6 @@ pub fn ssh_brute_force(count: usize, success: bool, rng: &mut Rng) -> String {
             .filter(|u| *u != "root" || rng.chance(50))
             .unwrap_or_else(|| *rng.pick(&GUESSES[1..]));
         let (_, mo, d, h, mi, s) = crate::web::civil(t);
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
         let port = rng.range(30_000, 65_000);
         out.push_str(&format!(
             "{} {:>2} {:02}:{:02}:{:02} {host} sshd[{}]: Accepted password for {user} from {ip} port {port} ssh2\n",

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::{crs, format_for, read_text, rel, sample_k, web_evidence, web_sample};
+use super::{crs, format_for, pre_encoded, read_text, rel, sample_k, web_evidence, web_sample};
 use crate::build::{Sample, Split};
 use crate::error::Problem;
 use crate::label::{fine, sqli_subtype};
@@ -100,13 +100,6 @@ fn fill(line: &str) -> String {
     PLACEHOLDERS
         .iter()
         .fold(line.to_owned(), |l, (from, to)| l.replace(from, to))
-}
-
-/// A line that already holds `%XX` escapes is sent as it is.
-fn pre_encoded(line: &str) -> bool {
-    let b = line.as_bytes();
-    b.windows(3)
-        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
 }
 
 /// Threat type of a payload of `class`, or `None` when the payload shows too little of

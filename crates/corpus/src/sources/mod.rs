@@ -97,6 +97,14 @@ pub(crate) fn rel(root: &Path, path: &Path) -> String {
     format!("{name}/{}", inner.to_string_lossy())
 }
 
+/// A payload line that already holds `%XX` escapes is sent as it is; plain text is encoded
+/// the way a client would.
+pub(crate) fn pre_encoded(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+}
+
 /// Reads a text file; a file that cannot be read is reported and gives `None`.
 pub(crate) fn read_text(root: &Path, path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
     match std::fs::read(path) {

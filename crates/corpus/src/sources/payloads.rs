@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::{crs, format_for, read_text, rel, sample_k, web_evidence, web_sample};
+use super::{crs, format_for, pre_encoded, read_text, rel, sample_k, web_evidence, web_sample};
 use crate::build::{Sample, Split};
 use crate::error::Problem;
 use crate::label::fine;
@@ -69,14 +69,6 @@ enum Class {
     Command,
     Traversal,
     Inclusion,
-}
-
-/// A line that already holds `%XX` escapes is sent as it is; plain text is encoded the
-/// way a client would.
-fn pre_encoded(line: &str) -> bool {
-    let b = line.as_bytes();
-    b.windows(3)
-        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
 }
 
 pub fn read(root: &Path, seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Problem>) {
