@@ -7,12 +7,14 @@
 
 use std::path::Path;
 
-use super::{crs, format_for, pre_encoded, read_text, rel, sample_k, web_evidence, web_sample};
+use super::{
+    crs, format_for, read_text, rel, replay_list_line, sample_k, web_evidence, web_sample,
+};
 use crate::build::{Sample, Split};
 use crate::error::Problem;
 use crate::label::{fine, sqli_subtype};
 use crate::rng::Rng;
-use crate::web::{attack_request, attack_request_encoded, decode, Placement};
+use crate::web::{attack_request, decode, Placement};
 
 pub const DIR: &str = "fuzzdb";
 const SOURCE: &str = "fuzzdb";
@@ -154,7 +156,7 @@ pub fn read(root: &Path, seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Pr
         for (key, line) in sample_k(lines, *cap, seed) {
             let mut rng = Rng::for_item(seed, &key);
             // Remote inclusion lists hold the vulnerable path with its parameter.
-            let ((req, shown), placement) = if *class == Class::RemoteInclusion {
+            let (req, shown, placement) = if *class == Class::RemoteInclusion {
                 let (mut req, _) = attack_request("x", Placement::Query, &mut rng);
                 let target = line.replace(' ', "%20");
                 req.target = if target.starts_with('/') {
@@ -162,16 +164,9 @@ pub fn read(root: &Path, seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Pr
                 } else {
                     format!("/{target}")
                 };
-                ((req, line.clone()), Placement::Query)
-            } else if pre_encoded(&line) {
-                (attack_request_encoded(&line, &mut rng), Placement::Query)
+                (req, line.clone(), Placement::Query)
             } else {
-                let placement = if *class == Class::Traversal && rng.chance(30) {
-                    Placement::Path
-                } else {
-                    Placement::Query
-                };
-                (attack_request(&line, placement, &mut rng), placement)
+                replay_list_line(&line, *class == Class::Traversal, &mut rng)
             };
             let decoded = decode(&decode(&shown, false), false);
             let Some((fine_type, rule)) = class_label(*class, &decoded, placement) else {

@@ -97,12 +97,30 @@ pub(crate) fn rel(root: &Path, path: &Path) -> String {
     format!("{name}/{}", inner.to_string_lossy())
 }
 
-/// A payload line that already holds `%XX` escapes is sent as it is; plain text is encoded
-/// the way a client would.
-pub(crate) fn pre_encoded(line: &str) -> bool {
+/// One line of a payload list as a request: a line that already holds `%XX` escapes is
+/// sent as it is (in the query), plain text encoded the way a client would, in the query
+/// or, for traversal lists, in the path three times in ten. The request, the payload as
+/// shown, and where it went.
+pub(crate) fn replay_list_line(
+    line: &str,
+    traversal: bool,
+    rng: &mut Rng,
+) -> (Request, String, Placement) {
     let b = line.as_bytes();
-    b.windows(3)
-        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+    let pre_encoded = b
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
+    if pre_encoded {
+        let (req, shown) = crate::web::attack_request_encoded(line, rng);
+        return (req, shown, Placement::Query);
+    }
+    let placement = if traversal && rng.chance(30) {
+        Placement::Path
+    } else {
+        Placement::Query
+    };
+    let (req, shown) = crate::web::attack_request(line, placement, rng);
+    (req, shown, placement)
 }
 
 /// Reads a text file; a file that cannot be read is reported and gives `None`.

@@ -5,12 +5,14 @@
 
 use std::path::Path;
 
-use super::{crs, format_for, pre_encoded, read_text, rel, sample_k, web_evidence, web_sample};
+use super::{
+    crs, format_for, read_text, rel, replay_list_line, sample_k, web_evidence, web_sample,
+};
 use crate::build::{Sample, Split};
 use crate::error::Problem;
 use crate::label::fine;
 use crate::rng::Rng;
-use crate::web::{attack_request, attack_request_encoded, decode, Placement};
+use crate::web::{decode, Placement};
 
 pub const DIR: &str = "payloadsallthethings";
 const SOURCE: &str = "payloadsallthethings";
@@ -105,16 +107,8 @@ pub fn read(root: &Path, seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Pr
                     (t, "payloads-folder+lfi-or-traversal")
                 }
             };
-            let ((req, shown), placement) = if pre_encoded(&line) {
-                (attack_request_encoded(&line, &mut rng), Placement::Query)
-            } else {
-                let placement = if *class == Class::Traversal && rng.chance(30) {
-                    Placement::Path
-                } else {
-                    Placement::Query
-                };
-                (attack_request(&line, placement, &mut rng), placement)
-            };
+            let (req, shown, placement) =
+                replay_list_line(&line, *class == Class::Traversal, &mut rng);
             let format = format_for(placement, &mut rng);
             let what = match fine_type {
                 fine::CMDI => "Shell command syntax",
