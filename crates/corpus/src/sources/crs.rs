@@ -538,15 +538,7 @@ fn attack_sample(key: String, rule: u32, http: &Http, rng: &mut Rng) -> Option<S
     }
     let (fine_type, rule_name) = family_label(rule, &decoded, placement)?;
     let format = format_for(placement, rng);
-    let what = match fine_type {
-        fine::RECON => "Scanner signature",
-        fine::TRAVERSAL => "Directory climb (../)",
-        fine::LFI => "File inclusion",
-        fine::CMDI => "Shell command syntax",
-        fine::XSS => "Script/HTML injection",
-        _ => "SQL syntax",
-    };
-    let evidence = web_evidence(what, placement, &shown, &req);
+    let evidence = web_evidence(fine_type, placement, &shown, &req);
     Some(web_sample(
         key,
         &req,

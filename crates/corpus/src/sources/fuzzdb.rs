@@ -172,14 +172,7 @@ pub fn read(root: &Path, seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Pr
             let Some((fine_type, rule)) = class_label(*class, &decoded, placement) else {
                 continue;
             };
-            let what = match class {
-                Class::Sqli => "SQL syntax",
-                Class::Xss => "Script/HTML injection",
-                Class::Command => "Shell command syntax",
-                _ if fine_type == fine::TRAVERSAL => "Directory climb (../)",
-                _ => "File inclusion",
-            };
-            let evidence = web_evidence(what, placement, &shown, &req);
+            let evidence = web_evidence(fine_type, placement, &shown, &req);
             let format = format_for(placement, &mut rng);
             out.push(web_sample(
                 key,

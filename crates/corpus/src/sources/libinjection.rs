@@ -107,12 +107,7 @@ pub fn read(root: &Path, seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Pr
                             "libinjection-sqli-file+sqli-subtype",
                         )
                     };
-                    let what = if kind == fine::XSS {
-                        "Script/HTML injection"
-                    } else {
-                        "SQL syntax"
-                    };
-                    let evidence = web_evidence(what, Placement::Query, &shown, &req);
+                    let evidence = web_evidence(fine_type, Placement::Query, &shown, &req);
                     out.push(web_sample(
                         key,
                         &req,
@@ -153,16 +148,12 @@ pub fn read(root: &Path, seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Pr
             let placement = draw_placement(&mut rng, !raw.contains('/'));
             let (req, shown) = attack_request(&raw, placement, &mut rng);
             let format = format_for(placement, &mut rng);
-            let (fine_type, rule, what) = if kind == fine::XSS {
-                (fine::XSS, "libinjection-xss-file", "Script/HTML injection")
+            let (fine_type, rule) = if kind == fine::XSS {
+                (fine::XSS, "libinjection-xss-file")
             } else {
-                (
-                    sqli_subtype(&raw),
-                    "libinjection-sqli-file+sqli-subtype",
-                    "SQL syntax",
-                )
+                (sqli_subtype(&raw), "libinjection-sqli-file+sqli-subtype")
             };
-            let evidence = web_evidence(what, placement, &shown, &req);
+            let evidence = web_evidence(fine_type, placement, &shown, &req);
             out.push(web_sample(
                 key,
                 &req,

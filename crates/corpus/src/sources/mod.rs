@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::build::{Sample, Split, Take};
 use crate::error::Problem;
+use crate::label::fine;
 use crate::rng::{hash, Rng};
 use crate::web::{Placement, Request, WebFormat};
 
@@ -200,8 +201,21 @@ pub(crate) fn web_sample(
     }
 }
 
-/// Evidence sentence for a web payload.
-pub(crate) fn web_evidence(what: &str, placement: Placement, shown: &str, req: &Request) -> String {
+/// Evidence sentence for a web payload labelled `fine_type`.
+pub(crate) fn web_evidence(
+    fine_type: &str,
+    placement: Placement,
+    shown: &str,
+    req: &Request,
+) -> String {
+    let what = match fine_type {
+        fine::RECON => "Scanner signature",
+        fine::TRAVERSAL => "Directory climb (../)",
+        fine::LFI => "File inclusion",
+        fine::CMDI => "Shell command syntax",
+        fine::XSS => "Script/HTML injection",
+        _ => "SQL syntax",
+    };
     let place = match placement {
         Placement::Query => "query string",
         Placement::Path => "request path",

@@ -110,12 +110,7 @@ pub fn read(root: &Path, seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Pr
             let (req, shown, placement) =
                 replay_list_line(&line, *class == Class::Traversal, &mut rng);
             let format = format_for(placement, &mut rng);
-            let what = match fine_type {
-                fine::CMDI => "Shell command syntax",
-                fine::TRAVERSAL => "Directory climb (../)",
-                _ => "File inclusion",
-            };
-            let evidence = web_evidence(what, placement, &shown, &req);
+            let evidence = web_evidence(fine_type, placement, &shown, &req);
             out.push(web_sample(
                 key,
                 &req,

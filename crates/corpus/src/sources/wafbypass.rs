@@ -142,14 +142,7 @@ pub fn read(root: &Path, seed: u64, out: &mut Vec<Sample>, problems: &mut Vec<Pr
                     req.status
                 )
             } else {
-                let what = match *class {
-                    "SQLi" => "SQL syntax",
-                    "XSS" => "Script/HTML injection",
-                    "RCE" => "Shell command syntax",
-                    _ if fine_type == fine::TRAVERSAL => "Directory climb (../)",
-                    _ => "File inclusion",
-                };
-                web_evidence(what, placement, &shown, &req)
+                web_evidence(fine_type, placement, &shown, &req)
             };
             out.push(web_sample(
                 key,
