@@ -752,28 +752,20 @@ impl Detector<'_> {
         let was_encoded = decoded != raw;
         let canon = canonical(&decoded);
         let c = &*COMPILED;
-        if c.any.is_match(&canon, &c.rules) {
-            for (rule, re) in &c.rules {
-                if rule.places.contains(&place) && re.is_match(&canon) {
-                    self.push(rule.class, rule.name, span, &decoded, was_encoded);
-                }
-            }
-        }
+        self.rules_on(&canon, place, |_| true, span, &decoded, was_encoded);
         // Shells drop quotes and escapes inside words: `wh''oami`, `/etc/pa[s]swd`.
-        if let Some(sq) = squeezed(&canon).filter(|sq| c.any.is_match(sq, &c.rules)) {
-            for (rule, re) in &c.rules {
-                let shell_rule = matches!(
-                    rule.class,
+        let sq = squeezed(&canon);
+        if let Some(sq) = &sq {
+            let shell_rule = |class| {
+                matches!(
+                    class,
                     Class::CommandInjection | Class::MaliciousCommand | Class::FileInclusion
-                );
-                if shell_rule && rule.places.contains(&place) && re.is_match(&sq) {
-                    self.push(rule.class, rule.name, span, &decoded, was_encoded);
-                }
-            }
+                )
+            };
+            self.rules_on(sq, place, shell_rule, span, &decoded, was_encoded);
         }
         // Shell globs that expand to a system file or program (`/e??/pa??wd`).
         if place != Place::Message {
-            let sq = squeezed(&canon);
             for target in glob_targets(sq.as_deref().unwrap_or(&canon)) {
                 let (class, rule) = if target.contains("/bin/") {
                     (Class::CommandInjection, "cmd-glob-path")
@@ -787,15 +779,14 @@ impl Detector<'_> {
         // encodes, by the rules of its place.
         if matches!(place, Place::Query | Place::Header) {
             if let Some(text) = base64_text(raw.trim()) {
-                let canon = canonical(&text);
-                for (rule, re) in &c.rules {
-                    if rule.class.is_payload()
-                        && rule.places.contains(&place)
-                        && re.is_match(&canon)
-                    {
-                        self.push(rule.class, rule.name, span, &text, true);
-                    }
-                }
+                self.rules_on(
+                    &canonical(&text),
+                    place,
+                    Class::is_payload,
+                    span,
+                    &text,
+                    true,
+                );
             }
         }
         // Encoded text that imitates the analyst is as much an attempt as plain text.
@@ -807,6 +798,28 @@ impl Detector<'_> {
         }
         if matches!(place, Place::Query | Place::Header) {
             self.libinjection(&decoded, span, was_encoded);
+        }
+    }
+
+    /// A signal for every rule of `place` whose class `keep` admits and whose pattern
+    /// matches `canon`; `shown` is the text the signal quotes.
+    fn rules_on(
+        &mut self,
+        canon: &str,
+        place: Place,
+        keep: impl Fn(Class) -> bool,
+        span: (usize, usize),
+        shown: &str,
+        decoded: bool,
+    ) {
+        let c = &*COMPILED;
+        if !c.any.is_match(canon, &c.rules) {
+            return;
+        }
+        for (rule, re) in &c.rules {
+            if keep(rule.class) && rule.places.contains(&place) && re.is_match(canon) {
+                self.push(rule.class, rule.name, span, shown, decoded);
+            }
         }
     }
 
