@@ -486,11 +486,9 @@ const USERS: &[&str] = &[
 ];
 
 fn syslog_stamp(rng: &mut Rng) -> (String, String) {
-    let (_, mo, d, h, mi, s) = crate::web::civil(draw_time(rng));
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let bsd = format!("{} {:>2} {:02}:{:02}:{:02}", MONTHS[mo - 1], d, h, mi, s);
+    let t = draw_time(rng);
+    let (_, mo, d, h, mi, s) = crate::web::civil(t);
+    let bsd = crate::web::bsd_stamp(t);
     let iso = format!(
         "{}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         crate::render::SYSLOG_YEAR,
@@ -601,16 +599,12 @@ pub fn ssh_brute_force(count: usize, success: bool, rng: &mut Rng) -> String {
     let mut t = draw_time(rng);
     let pid0 = rng.range(1000, 60_000);
     let fixed_user = rng.chance(40).then(|| *rng.pick(GUESSES));
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let mut out = String::new();
     for i in 0..count {
         let user = fixed_user.unwrap_or_else(|| *rng.pick(GUESSES));
         let port = rng.range(30_000, 65_000);
         let pid = pid0 + i as u64;
-        let (_, mo, d, h, mi, s) = crate::web::civil(t);
-        let stamp = format!("{} {:>2} {:02}:{:02}:{:02}", MONTHS[mo - 1], d, h, mi, s);
+        let stamp = crate::web::bsd_stamp(t);
         let msg = match (user, rng.below(3)) {
             ("root", _) | (_, 0) => {
                 format!("Failed password for {user} from {ip} port {port} ssh2")
@@ -626,15 +620,10 @@ pub fn ssh_brute_force(count: usize, success: bool, rng: &mut Rng) -> String {
         let user = fixed_user
             .filter(|u| *u != "root" || rng.chance(50))
             .unwrap_or_else(|| *rng.pick(&GUESSES[1..]));
-        let (_, mo, d, h, mi, s) = crate::web::civil(t);
         let port = rng.range(30_000, 65_000);
         out.push_str(&format!(
-            "{} {:>2} {:02}:{:02}:{:02} {host} sshd[{}]: Accepted password for {user} from {ip} port {port} ssh2\n",
-            MONTHS[mo - 1],
-            d,
-            h,
-            mi,
-            s,
+            "{} {host} sshd[{}]: Accepted password for {user} from {ip} port {port} ssh2\n",
+            crate::web::bsd_stamp(t),
             pid0 + count as u64
         ));
     }

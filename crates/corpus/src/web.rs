@@ -138,6 +138,12 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
+/// An RFC 3164 (BSD syslog) time stamp: `Nov  2 10:24:01`.
+pub fn bsd_stamp(secs: u64) -> String {
+    let (_, mo, d, h, mi, s) = civil(secs);
+    format!("{} {:>2} {:02}:{:02}:{:02}", MONTHS[mo - 1], d, h, mi, s)
+}
+
 /// Civil date of `secs` after 2025-01-01 UTC: (year, month 1-12, day, h, m, s).
 pub fn civil(secs: u64) -> (i64, usize, u64, u64, u64, u64) {
     let days = (secs / 86_400) as i64 + 20_089; // 2025-01-01 is day 20089 of the epoch
