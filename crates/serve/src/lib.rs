@@ -153,15 +153,7 @@ impl Console {
 
     /// Stores entries from a live source (one transaction) and wakes the worker.
     pub fn enqueue_entries(&self, source: &str, entries: Vec<Entry>) -> Result<(), StoreError> {
-        let new: Vec<NewEntry> = entries
-            .into_iter()
-            .map(|e| NewEntry {
-                entry_id: e.id,
-                text: e.text,
-                events: e.events,
-                cut_bytes: e.cut_bytes,
-            })
-            .collect();
+        let new: Vec<NewEntry> = entries.into_iter().map(NewEntry::from).collect();
         if !new.is_empty() {
             self.state.0.store.enqueue(source, &new, 0, None)?;
             self.state.0.wakeup.wake();

@@ -119,6 +119,17 @@ pub struct NewEntry {
     pub cut_bytes: u64,
 }
 
+impl From<opensoc_ingest::Entry> for NewEntry {
+    fn from(e: opensoc_ingest::Entry) -> Self {
+        NewEntry {
+            entry_id: e.id,
+            text: e.text,
+            events: e.events,
+            cut_bytes: e.cut_bytes,
+        }
+    }
+}
+
 /// What storing a request gave: the first and last new row ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Accepted {

@@ -355,15 +355,7 @@ pub(crate) fn ingest(
             ),
         ));
     }
-    let new: Vec<NewEntry> = entries
-        .into_iter()
-        .map(|e| NewEntry {
-            entry_id: e.id,
-            text: e.text,
-            events: e.events,
-            cut_bytes: e.cut_bytes,
-        })
-        .collect();
+    let new: Vec<NewEntry> = entries.into_iter().map(NewEntry::from).collect();
     let accepted = state
         .0
         .store
