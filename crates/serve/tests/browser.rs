@@ -80,6 +80,24 @@ async fn save_screenshot(client: &Client, name: &str) {
 }
 
 /// No dialog is open and no payload set its marker.
+/// The text of the element `id`, read again (a stale or missing element is retried) until
+/// it equals `expected` or ten seconds have passed; the last text read.
+async fn text_after_navigation(client: &Client, id: &str, expected: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        if let Ok(el) = client.find(Locator::Id(id)).await {
+            if let Ok(text) = el.text().await {
+                if text == expected {
+                    return text;
+                }
+                last = text;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
 async fn assert_no_script_ran(client: &Client) {
     assert!(
         client.get_alert_text().await.is_err(),
@@ -226,13 +244,10 @@ async fn upload_review_and_xss_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    let status = client
-        .find(Locator::Id("alert-status"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The click submits a form: until the next page has loaded, the element found may be
+    // the old page's, which goes stale under the reader. Read it afresh until it shows the
+    // review (or time runs out), then assert.
+    let status = text_after_navigation(&client, "alert-status", "false positive").await;
     assert_eq!(status, "false positive");
 
     // In the queue and in the database.
